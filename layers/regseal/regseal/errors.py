@@ -1,0 +1,65 @@
+"""The exception hierarchy: one root, one branch per concept.
+
+Messages name the input and what was expected. Integrity failures are the
+exception: :class:`IntegrityError` carries no detail, so that nothing about
+keys or plaintext leaks through an error message.
+"""
+
+
+class RegsealError(Exception):
+    """Root of every error regseal raises on purpose."""
+
+
+class FormatError(RegsealError):
+    """Input does not follow a format regseal reads (digest, manifest, JSON)."""
+
+
+class DigestError(FormatError):
+    """A digest string is malformed or uses an unsupported algorithm."""
+
+
+class ManifestError(FormatError):
+    """A manifest or index cannot be sealed as it is."""
+
+
+class OcicryptError(FormatError):
+    """Encryption metadata (options, annotations) is malformed."""
+
+
+class IntegrityError(RegsealError):
+    """Authentication of encrypted data failed. Deliberately uninformative."""
+
+    def __init__(self, message: str = "integrity check failed") -> None:
+        super().__init__(message)
+
+
+class KeyWrapError(RegsealError):
+    """A layer key could not be wrapped or unwrapped (JWE, KMS)."""
+
+
+class AccessDeniedError(KeyWrapError):
+    """KMS refused the operation for this key and encryption context."""
+
+
+class PolicyError(RegsealError):
+    """The sealing policy is invalid or names something that does not exist."""
+
+
+class EventError(FormatError):
+    """A storage event has a shape regseal does not understand."""
+
+
+class StorageError(RegsealError):
+    """The object store failed or holds something unexpected."""
+
+
+class NotFoundError(StorageError):
+    """An object the registry layout requires does not exist."""
+
+
+class PreconditionFailedError(StorageError):
+    """A conditional write lost: the object changed since it was read."""
+
+
+class RetryableError(RegsealError):
+    """The state is not ready yet; delivering the event again may succeed."""
