@@ -1,0 +1,82 @@
+"""Runtime settings of the seal function, read from the environment.
+
+The same variables configure the Lambda function (template.yaml), the local
+stack's event pump and the CLI, so every part agrees on one bucket layout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from regseal.errors import RegsealError
+
+MiB = 1024 * 1024
+
+
+class SettingsError(RegsealError):
+    """A required setting is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the registry lives and how the seal behaves.
+
+    Attributes:
+        bucket: the registry's bucket.
+        registry_root: the registry S3 driver's ``rootdirectory``.
+        state_prefix: regseal's own prefix (staging, indexes), outside the
+            registry root.
+        policy_location: where the policy lives (see regseal.policy).
+        part_size: bytes per multipart part while streaming a layer.
+        workers: parallel part transfers per layer (bounds memory at about
+            ``3 * workers * part_size``).
+        digest_push_grace: seconds a manifest pushed by digest (no tag) must
+            have existed before it is sealed on its own, so that an index
+            being pushed can still find its plaintext children.
+    """
+
+    bucket: str
+    registry_root: str = "/"
+    state_prefix: str = "regseal/"
+    policy_location: str = ""
+    part_size: int = 16 * MiB
+    workers: int = 4
+    digest_push_grace: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        bucket = env.get("REGSEAL_BUCKET", "")
+        if not bucket:
+            raise SettingsError("REGSEAL_BUCKET: expected the registry bucket name")
+        prefix = env.get("REGSEAL_STATE_PREFIX", "regseal/")
+        if not prefix.endswith("/") or prefix.startswith("/"):
+            raise SettingsError(
+                f"REGSEAL_STATE_PREFIX: expected a prefix like 'regseal/', got {prefix!r}"
+            )
+        return cls(
+            bucket=bucket,
+            registry_root=env.get("REGSEAL_REGISTRY_ROOT", "/"),
+            state_prefix=prefix,
+            policy_location=env.get(
+                "REGSEAL_POLICY", f"s3://{bucket}/{prefix}policy.json"
+            ),
+            part_size=_int(env, "REGSEAL_PART_SIZE_MIB", 16) * MiB,
+            workers=_int(env, "REGSEAL_WORKERS", 4),
+            digest_push_grace=float(_int(env, "REGSEAL_DIGEST_PUSH_GRACE_SECONDS", 60)),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected an integer, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name}: expected a non-negative integer, got {value}")
+    return value
