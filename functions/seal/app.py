@@ -29,7 +29,9 @@ from regseal.wiring import build_sealer
 logger = Logger(service="regseal")
 metrics = Metrics(namespace="regseal", service="regseal")
 tracer = Tracer(service="regseal")
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+processor = BatchProcessor(
+    event_type=EventType.SQS, raise_on_entire_batch_failure=False
+)
 
 _sealer: Sealer | None = None
 
@@ -84,7 +86,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records") or []
     if records and all(r.get("eventSource") == "aws:sqs" for r in records):
         return process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
+            event=event,
+            record_handler=record_handler,
+            processor=processor,
+            context=context,
         )
     results = [seal_event(e) for e in events.parse_event(event)]
     return {"results": [r.fields() for r in results]}

@@ -40,9 +40,13 @@ class Stack:
 
 
 def _pem_public(key) -> str:
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        .decode()
+    )
 
 
 @pytest.fixture(scope="session")
@@ -88,13 +92,15 @@ def stack(aws, rsa_key, ec_key) -> Stack:
     }
     load_policy_bytes(json.dumps(policy).encode(), "test")  # must be valid
     store = ObjectStore(s3, BUCKET)
-    settings = Settings(bucket=BUCKET, part_size=5 * 1024 * 1024, workers=2,
-                        digest_push_grace=60)
+    settings = Settings(
+        bucket=BUCKET, part_size=5 * 1024 * 1024, workers=2, digest_push_grace=60
+    )
     sealer = Sealer(
         store,
         settings,
         PolicySource("test", reader=lambda _loc: json.dumps(policy).encode()),
         KmsWrapper(kms),
     )
-    return Stack(s3, kms, store, FakeRegistry(store), sealer, key_id,
-                 [rsa_key, ec_key], policy)
+    return Stack(
+        s3, kms, store, FakeRegistry(store), sealer, key_id, [rsa_key, ec_key], policy
+    )

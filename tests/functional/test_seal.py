@@ -11,7 +11,11 @@ from regseal.digest import Digest
 from regseal.errors import FormatError, ManifestError, RetryableError
 from regseal.events import Action, ObjectEvent
 from regseal.kms import PROVIDER_NAME
-from regseal.manifest import ANNOTATION_PLAINTEXT, ANNOTATION_POLICY_VERSION, OCI_MANIFEST
+from regseal.manifest import (
+    ANNOTATION_PLAINTEXT,
+    ANNOTATION_POLICY_VERSION,
+    OCI_MANIFEST,
+)
 from regseal.seal import Outcome
 from tests.functional.conftest import BUCKET
 from tests.support.crypto import open_layer
@@ -21,7 +25,9 @@ KMS_ANNOTATION = ocicrypt.PROVIDER_ANNOTATION_PREFIX + PROVIDER_NAME
 
 
 def tag_event(stack, repository, tag):
-    return ObjectEvent(BUCKET, stack.sealer.layout.tag_link(repository, tag), Action.CREATED)
+    return ObjectEvent(
+        BUCKET, stack.sealer.layout.tag_link(repository, tag), Action.CREATED
+    )
 
 
 def layer_bytes(stack, descriptor):
@@ -113,8 +119,10 @@ def test_events_of_own_writes_change_nothing(stack):
     written.append(stack.sealer.layout.tag_link("team-a/app", "1.0"))
     after_seal = stack.registry.snapshot()
 
-    outcomes = {stack.sealer.handle(ObjectEvent(BUCKET, k, Action.CREATED)).outcome
-                for k in written}
+    outcomes = {
+        stack.sealer.handle(ObjectEvent(BUCKET, k, Action.CREATED)).outcome
+        for k in written
+    }
 
     assert outcomes <= {Outcome.SKIPPED, Outcome.IGNORED}
     assert stack.registry.snapshot() == after_seal
@@ -135,7 +143,9 @@ def test_docker_schema2_is_written_back_as_oci(stack):
 
 def test_two_platform_index_seals_every_child(stack):
     amd, arm = [random_layer()], [random_layer(), random_layer()]
-    pushed = stack.registry.push_index("team-a/multi", "2.0", [("amd64", amd), ("arm64", arm)])
+    pushed = stack.registry.push_index(
+        "team-a/multi", "2.0", [("amd64", amd), ("arm64", arm)]
+    )
 
     result = stack.sealer.handle(tag_event(stack, "team-a/multi", "2.0"))
 
@@ -146,10 +156,14 @@ def test_two_platform_index_seals_every_child(stack):
     platforms = [m["platform"]["architecture"] for m in index["manifests"]]
     assert platforms == ["amd64", "arm64"]
     for child, layers in zip(index["manifests"], (amd, arm), strict=True):
-        assert_sealed_image(stack, "team-a/multi", Digest.parse(child["digest"]), layers)
+        assert_sealed_image(
+            stack, "team-a/multi", Digest.parse(child["digest"]), layers
+        )
     layout = stack.sealer.layout
     for child in pushed.children:
-        assert not stack.store.exists(layout.revision_link("team-a/multi", child.digest))
+        assert not stack.store.exists(
+            layout.revision_link("team-a/multi", child.digest)
+        )
 
 
 def test_nested_repository_and_tag_with_moto_encoded_key(stack):
@@ -202,7 +216,7 @@ def test_layer_shared_with_unsealed_tag_survives_until_both_sealed(stack):
     assert not stack.store.exists(layout.layer_link("team-a/app", first.layers[1]))
 
     result = stack.sealer.handle(tag_event(stack, "team-a/app", "b"))
-    assert result.layers_reused == 1 and result.layers_sealed == 0
+    assert (result.layers_reused, result.layers_sealed) == (1, 0)
     assert not stack.store.exists(shared_link)
 
 
@@ -241,7 +255,9 @@ def test_tag_moved_during_seal_is_not_rolled_back(stack, monkeypatch):
     def seal_then_push(*args, **kwargs):
         sealed = original(*args, **kwargs)
         if not newer:
-            newer["image"] = stack.registry.push_image("team-a/app", "1", [random_layer()])
+            newer["image"] = stack.registry.push_image(
+                "team-a/app", "1", [random_layer()]
+            )
         return sealed
 
     monkeypatch.setattr(stack.sealer, "_seal_any", seal_then_push)
@@ -258,7 +274,9 @@ def test_large_layer_streams_in_parts(stack):
     result = stack.sealer.handle(tag_event(stack, "team-a/big", "1"))
 
     assert result.outcome is Outcome.SEALED
-    assert_sealed_image(stack, "team-a/big", stack.registry.tag_digest("team-a/big", "1"), [layer])
+    assert_sealed_image(
+        stack, "team-a/big", stack.registry.tag_digest("team-a/big", "1"), [layer]
+    )
     assert not list(stack.store.list_keys("regseal/staging/"))
 
 
@@ -307,7 +325,9 @@ def test_link_that_is_not_a_digest_raises(stack):
 
 
 def test_missing_layer_blob_raises_and_changes_nothing(stack):
-    pushed = stack.registry.push_image("team-a/bad", "1", [random_layer(), random_layer()])
+    pushed = stack.registry.push_image(
+        "team-a/bad", "1", [random_layer(), random_layer()]
+    )
     stack.store.delete(stack.sealer.layout.blob_data(pushed.layers[1]))
     before = stack.registry.snapshot()
     with pytest.raises(ManifestError, match="blob or _layers link missing"):
@@ -317,8 +337,10 @@ def test_missing_layer_blob_raises_and_changes_nothing(stack):
 
 
 def test_key_outside_registry_root_is_ignored(stack):
-    for key in ("elsewhere/repositories/x/_manifests/tags/1/current/link",
-                "docker/registry/v2/blobs/sha256/aa/" + "a" * 64 + "/data"):
+    for key in (
+        "elsewhere/repositories/x/_manifests/tags/1/current/link",
+        "docker/registry/v2/blobs/sha256/aa/" + "a" * 64 + "/data",
+    ):
         result = stack.sealer.handle(ObjectEvent(BUCKET, key, Action.CREATED))
         assert result.outcome is Outcome.IGNORED
 

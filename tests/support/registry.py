@@ -78,7 +78,9 @@ class FakeRegistry:
         key = self.layout.blob_data(digest)
         if not self.store.exists(key):
             self.store.put(key, data)
-        self.store.put(self.layout.revision_link(repository, digest), encode_link(digest))
+        self.store.put(
+            self.layout.revision_link(repository, digest), encode_link(digest)
+        )
         if tag is not None:
             self.store.put(
                 self.layout.tag_index_link(repository, tag, digest), encode_link(digest)
@@ -108,7 +110,7 @@ class FakeRegistry:
         for index, layer in enumerate(layers):
             digest = self.put_blob(repository, layer)
             digests.append(digest)
-            media_type = (layer_types or [])[index:index + 1] or [
+            media_type = (layer_types or [])[index : index + 1] or [
                 DOCKER_GZIP if docker else OCI_GZIP
             ]
             descriptors.append(
@@ -145,8 +147,14 @@ class FakeRegistry:
         descriptors = []
         for arch, layers in platforms:
             child = self.push_image(
-                repository, None, layers, config={"architecture": arch, "os": "linux",
-                                                  "rootfs": {"type": "layers", "diff_ids": []}}
+                repository,
+                None,
+                layers,
+                config={
+                    "architecture": arch,
+                    "os": "linux",
+                    "rootfs": {"type": "layers", "diff_ids": []},
+                },
             )
             children.append(child)
             descriptors.append(
@@ -157,7 +165,9 @@ class FakeRegistry:
                     "platform": {"architecture": arch, "os": "linux"},
                 }
             )
-        data = dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors})
+        data = dumps(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
+        )
         digest = self.put_manifest(repository, data, tag)
         return Pushed(repository, tag, digest, data, children=tuple(children))
 

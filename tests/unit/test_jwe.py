@@ -10,11 +10,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwcrypto import jwe as jwcrypto_jwe
 from jwcrypto import jwk
-from tests.support.keys import generate_keypair
 
 from regseal import jwe
 from regseal.errors import KeyWrapError
 from regseal.ocicrypt import PrivateOptions, encode_base64
+from tests.support.keys import generate_keypair
 
 PAYLOAD = PrivateOptions.generate("sha256:" + "ab" * 32).to_json()
 

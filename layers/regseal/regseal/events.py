@@ -81,7 +81,9 @@ def _s3_records(records: Any) -> Iterator[ObjectEvent]:
             bucket = s3["bucket"]["name"]  # type: ignore[index]
             key = unquote_plus(s3["object"]["key"])  # type: ignore[index]
         except (KeyError, TypeError):
-            raise EventError(f"{where}: expected s3.bucket.name and s3.object.key") from None
+            raise EventError(
+                f"{where}: expected s3.bucket.name and s3.object.key"
+            ) from None
         yield ObjectEvent(str(bucket), key, _action(name, where))
 
 

@@ -89,9 +89,13 @@ def encrypt_blob(
     staging = f"{staging_prefix}{uuid.uuid4()}"
     upload = store.start_multipart(staging)
     try:
-        with ThreadPoolExecutor(settings.workers, "regseal-get") as getters, \
-                ThreadPoolExecutor(settings.workers, "regseal-put") as putters:
-            _pipeline(store, source_key, size, encryptor, upload, getters, putters, settings)
+        with (
+            ThreadPoolExecutor(settings.workers, "regseal-get") as getters,
+            ThreadPoolExecutor(settings.workers, "regseal-put") as putters,
+        ):
+            _pipeline(
+                store, source_key, size, encryptor, upload, getters, putters, settings
+            )
         upload.complete()
     except BaseException:
         upload.abort()

@@ -120,9 +120,7 @@ class RegistryLayout:
         return f"{self.repository(repository)}_manifests/tags/"
 
     def tag_link(self, repository: str, tag: str) -> str:
-        return (
-            f"{self.tags_prefix(repository)}{validate_tag(tag)}/current/link"
-        )
+        return f"{self.tags_prefix(repository)}{validate_tag(tag)}/current/link"
 
     def tag_index_link(self, repository: str, tag: str, digest: Digest) -> str:
         return (
@@ -157,7 +155,9 @@ class RegistryLayout:
             )
         if match["rhex"] is not None:
             return LinkKey(
-                LinkKind.REVISION, repository, digest=_digest_from_hex(match["rhex"], key)
+                LinkKind.REVISION,
+                repository,
+                digest=_digest_from_hex(match["rhex"], key),
             )
         return LinkKey(
             LinkKind.LAYER, repository, digest=_digest_from_hex(match["lhex"], key)

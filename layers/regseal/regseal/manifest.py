@@ -143,7 +143,10 @@ def parse(data: bytes, where: str) -> ImageManifest | ImageIndex:
             raise ManifestError(f"{where}: expected a 'manifests' list")
         return ImageIndex(
             media_type,
-            tuple(parse_descriptor(c, f"{where} manifests[{i}]") for i, c in enumerate(children)),
+            tuple(
+                parse_descriptor(c, f"{where} manifests[{i}]")
+                for i, c in enumerate(children)
+            ),
             _annotations(doc.get("annotations"), where),
             doc,
             digest,
@@ -155,7 +158,10 @@ def parse(data: bytes, where: str) -> ImageManifest | ImageIndex:
         return ImageManifest(
             media_type,
             parse_descriptor(doc.get("config"), f"{where} config"),
-            tuple(parse_descriptor(x, f"{where} layers[{i}]") for i, x in enumerate(layers)),
+            tuple(
+                parse_descriptor(x, f"{where} layers[{i}]")
+                for i, x in enumerate(layers)
+            ),
             _annotations(doc.get("annotations"), where),
             doc,
             digest,
@@ -234,7 +240,13 @@ def build_manifest(
     doc["layers"] = [layer.to_json() for layer in layers]
     if source.media_type == OCI_MANIFEST:
         for key, value in source.raw.items():
-            if key not in {"schemaVersion", "mediaType", "config", "layers", "annotations"}:
+            if key not in {
+                "schemaVersion",
+                "mediaType",
+                "config",
+                "layers",
+                "annotations",
+            }:
                 doc[key] = value
     if annotations:
         doc["annotations"] = dict(annotations)

@@ -36,10 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-from regseal.errors import PolicyError
+from regseal import jwe
+from regseal.errors import KeyWrapError, PolicyError
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +48,6 @@ _KMS_KEY = re.compile(
     r"(alias/[A-Za-z0-9/_-]+|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/\S+"
     r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})"
 )
-_EC_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
-MIN_RSA_BITS = 2048
 
 
 @dataclass(frozen=True)
@@ -121,7 +117,9 @@ def parse_policy(doc: Any) -> Policy:
     _only(doc, {"version", "unmatched", "teams", "description"}, "policy")
     version = doc.get("version")
     if not isinstance(version, str) or not version.strip():
-        raise PolicyError(f"policy.version: expected a non-empty string, got {version!r}")
+        raise PolicyError(
+            f"policy.version: expected a non-empty string, got {version!r}"
+        )
     teams_doc = doc.get("teams")
     if not isinstance(teams_doc, Mapping) or not teams_doc:
         raise PolicyError("policy.teams: expected an object with at least one team")
@@ -186,29 +184,18 @@ def _recipient(doc: Any, where: str) -> Recipient:
     if not isinstance(pem, str):
         raise PolicyError(f"{where}.public_key: expected a PEM public key string")
     try:
-        key = load_pem_public_key(pem.encode())
-    except ValueError:
-        raise PolicyError(
-            f"{where}.public_key: expected a PEM 'PUBLIC KEY' (RSA or EC)"
-        ) from None
-    if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size < MIN_RSA_BITS:
-            raise PolicyError(
-                f"{where}.public_key: expected RSA of at least {MIN_RSA_BITS} bits, "
-                f"got {key.key_size}"
-            )
-    elif not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, _EC_CURVES)):
-        raise PolicyError(
-            f"{where}.public_key: expected an RSA or EC P-256/P-384/P-521 key"
-        )
+        jwe.Recipient.from_pem(pem.encode(), source=where)
+    except KeyWrapError as exc:
+        raise PolicyError(f"{where}.public_key: {exc}") from None
     return Recipient(name, pem)
 
 
 def _only(doc: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(doc) - allowed)
     if unknown:
+        expected = ", ".join(sorted(allowed))
         raise PolicyError(
-            f"{where}: unknown field {unknown[0]!r} (expected {', '.join(sorted(allowed))})"
+            f"{where}: unknown field {unknown[0]!r} (expected {expected})"
         )
 
 

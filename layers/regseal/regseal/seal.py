@@ -30,7 +30,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from regseal import jwe, ocicrypt
@@ -98,8 +98,11 @@ class SealResult:
     bytes_sealed: int = 0
 
     def fields(self) -> dict[str, Any]:
-        return {k: v.value if isinstance(v, enum.Enum) else v
-                for k, v in self.__dict__.items() if v not in (None, "", 0)}
+        return {
+            k: v.value if isinstance(v, enum.Enum) else v
+            for k, v in self.__dict__.items()
+            if v not in (None, "", 0)
+        }
 
 
 @dataclass
@@ -109,7 +112,17 @@ class _Work:
     layers_sealed: int = 0
     layers_reused: int = 0
     bytes_sealed: int = 0
-    sealed_manifests: dict[Digest, Digest] = field(default_factory=dict)
+
+    def report(self, base: SealResult, sealed: _Sealed) -> SealResult:
+        return replace(
+            base,
+            outcome=Outcome.SEALED if self.layers_sealed else Outcome.REUSED,
+            reason="",
+            sealed_digest=sealed.digest.value,
+            layers_sealed=self.layers_sealed,
+            layers_reused=self.layers_reused,
+            bytes_sealed=self.bytes_sealed,
+        )
 
 
 @dataclass(frozen=True)
@@ -179,56 +192,42 @@ class Sealer:
     def seal_tag(self, repository: str, tag: str) -> SealResult:
         """Seal the manifest a tag points at and move the tag to it."""
         key = self.layout.tag_link(repository, tag)
-        base = {"key": key, "repository": repository, "reference": tag}
+        base = SealResult(Outcome.SKIPPED, key, repository=repository, reference=tag)
         try:
             current = self.store.get(key)
         except NotFoundError:
-            return SealResult(Outcome.SKIPPED, reason="tag no longer exists", **base)
+            return replace(base, reason="tag no longer exists")
         digest = decode_link(current.data, key)
-        base["plaintext_digest"] = digest.value
+        base = replace(base, plaintext_digest=digest.value)
         parsed = self._load_manifest(repository, digest)
         if parsed is None:
-            return SealResult(Outcome.SKIPPED, reason="not an image manifest", **base)
+            return replace(base, reason="not an image manifest")
         if not self._has_plaintext(repository, parsed):
             if not _is_sealed(parsed):
-                return SealResult(
-                    Outcome.SKIPPED, reason="already encrypted, not by regseal", **base
-                )
+                return replace(base, reason="already encrypted, not by regseal")
             self._hide_sealed_sources(repository, parsed)
-            return SealResult(Outcome.SKIPPED, reason="already sealed", **base)
-        policy = self.policies.get()
-        team = policy.team_for(repository)
+            return replace(base, reason="already sealed")
+        team, policy = self._team_for(repository)
         if team is None:
-            return SealResult(
-                Outcome.SKIPPED, reason="no team claims the repository", **base
-            )
+            return replace(base, reason="no team claims the repository")
 
-        work = _Work()
-        sealed = self._seal_any(repository, parsed, team, policy, work, depth=0)
-        self.store.put(self.layout.tag_index_link(repository, tag, sealed.digest),
-                       encode_link(sealed.digest))
+        sealed, work = self._seal_top(repository, parsed, team, policy)
+        self.store.put(
+            self.layout.tag_index_link(repository, tag, sealed.digest),
+            encode_link(sealed.digest),
+        )
         try:
             self.store.put(key, encode_link(sealed.digest), if_match=current.etag)
         except PreconditionFailedError:
-            now = self._read_link(key)
-            if now != sealed.digest:
-                return SealResult(
-                    Outcome.SUPERSEDED,
-                    reason="tag moved while sealing; the newer push is sealed by its "
-                    "own event",
-                    sealed_digest=sealed.digest.value,
-                    **base,
+            if self._read_link(key) != sealed.digest:
+                return replace(
+                    work.report(base, sealed),
+                    outcome=Outcome.SUPERSEDED,
+                    reason="tag moved while sealing; the newer push is sealed by "
+                    "its own event",
                 )
         self._hide_plaintext(repository, parsed)
-        outcome = Outcome.SEALED if work.layers_sealed else Outcome.REUSED
-        return SealResult(
-            outcome,
-            sealed_digest=sealed.digest.value,
-            layers_sealed=work.layers_sealed,
-            layers_reused=work.layers_reused,
-            bytes_sealed=work.bytes_sealed,
-            **base,
-        )
+        return work.report(base, sealed)
 
     # -- push by digest ----------------------------------------------------
 
@@ -238,23 +237,28 @@ class Sealer:
         A tag push also writes a revision link first; such manifests are left
         to the tag's own event. A manifest no tag points at is sealed once it
         is older than the grace period, so that an index being pushed can
-        still reference its plaintext children.
+        still reference its plaintext children (docs/decisions/0004).
         """
         key = self.layout.revision_link(repository, digest)
-        base = {"key": key, "repository": repository, "reference": digest.value,
-                "plaintext_digest": digest.value}
+        base = SealResult(
+            Outcome.SKIPPED,
+            key,
+            repository=repository,
+            reference=digest.value,
+            plaintext_digest=digest.value,
+        )
         info = self.store.head(key)
         if info is None:
-            return SealResult(Outcome.SKIPPED, reason="revision no longer exists", **base)
+            return replace(base, reason="revision no longer exists")
         parsed = self._load_manifest(repository, digest)
         if parsed is None:
-            return SealResult(Outcome.SKIPPED, reason="not an image manifest", **base)
+            return replace(base, reason="not an image manifest")
         if not self._has_plaintext(repository, parsed):
-            return SealResult(Outcome.SKIPPED, reason="no plaintext layers", **base)
+            return replace(base, reason="no plaintext layers")
         if self._sealed_record(repository, digest) is not None:
-            return SealResult(Outcome.SKIPPED, reason="already sealed", **base)
+            return replace(base, reason="already sealed")
         if digest in self._tagged_digests(repository):
-            return SealResult(Outcome.SKIPPED, reason="tagged; sealed via its tag", **base)
+            return replace(base, reason="tagged; sealed through its tag")
         age = self.clock() - info.last_modified.timestamp()
         if age < self.settings.digest_push_grace:
             raise RetryableError(
@@ -262,23 +266,27 @@ class Sealer:
                 f"{self.settings.digest_push_grace:.0f}s, when no index push can "
                 "still need it"
             )
-        policy = self.policies.get()
-        team = policy.team_for(repository)
+        team, policy = self._team_for(repository)
         if team is None:
-            return SealResult(
-                Outcome.SKIPPED, reason="no team claims the repository", **base
-            )
-        work = _Work()
-        sealed = self._seal_any(repository, parsed, team, policy, work, depth=0)
+            return replace(base, reason="no team claims the repository")
+        sealed, work = self._seal_top(repository, parsed, team, policy)
         self._hide_plaintext(repository, parsed)
-        return SealResult(
-            Outcome.SEALED if work.layers_sealed else Outcome.REUSED,
-            sealed_digest=sealed.digest.value,
-            layers_sealed=work.layers_sealed,
-            layers_reused=work.layers_reused,
-            bytes_sealed=work.bytes_sealed,
-            **base,
-        )
+        return work.report(base, sealed)
+
+    def _team_for(self, repository: str) -> tuple[Team | None, Policy]:
+        policy = self.policies.get()
+        return policy.team_for(repository), policy
+
+    def _seal_top(
+        self,
+        repository: str,
+        parsed: mf.ImageManifest | mf.ImageIndex,
+        team: Team,
+        policy: Policy,
+    ) -> tuple[_Sealed, _Work]:
+        self._check_blobs(repository, parsed)
+        work = _Work()
+        return self._seal_any(repository, parsed, team, policy, work, depth=0), work
 
     # -- manifests ---------------------------------------------------------
 
@@ -296,7 +304,9 @@ class Sealer:
         try:
             data = self.store.get(blob).data
         except NotFoundError:
-            raise ManifestError(f"{blob}: manifest blob of {digest} is missing") from None
+            raise ManifestError(
+                f"{blob}: manifest blob of {digest} is missing"
+            ) from None
         if Digest.of(data) != digest:
             raise ManifestError(f"{blob}: content does not match its digest {digest}")
         try:
@@ -329,8 +339,13 @@ class Sealer:
         else:
             sealed = self._seal_image(repository, parsed, team, policy, work)
         self._write_manifest(repository, sealed)
-        self._write_record(repository, parsed.digest, sealed, policy, len(
-            parsed.layers) if isinstance(parsed, mf.ImageManifest) else 0)
+        self._write_record(
+            repository,
+            parsed.digest,
+            sealed,
+            policy,
+            len(parsed.layers) if isinstance(parsed, mf.ImageManifest) else 0,
+        )
         return sealed
 
     def _seal_index(
@@ -350,7 +365,9 @@ class Sealer:
         children: list[mf.Descriptor] = []
         for child in index.manifests:
             if child.digest == index.digest:
-                raise ManifestError(f"index {index.digest} of {repository} lists itself")
+                raise ManifestError(
+                    f"index {index.digest} of {repository} lists itself"
+                )
             if child.media_type not in mf.MANIFEST_TYPES | mf.INDEX_TYPES:
                 children.append(child)
                 continue
@@ -409,33 +426,13 @@ class Sealer:
         policy: Policy,
         work: _Work,
     ) -> mf.Descriptor:
-        if ocicrypt.is_encrypted_media_type(layer.media_type):
+        if not _is_plaintext_layer(layer):
             return layer
-        if layer.urls or layer.media_type in _PASSTHROUGH_LAYERS:
-            return layer
-        if layer.media_type not in _SEALABLE_LAYERS:
-            raise ManifestError(
-                f"layer {layer.digest} of {repository}: expected a tar layer media "
-                f"type ({', '.join(_SEALABLE_LAYERS[:3])}, ...), got {layer.media_type!r}"
-            )
         reused = self._reuse_layer(repository, layer, policy)
         if reused is not None:
             work.layers_reused += 1
             return reused
-
         source = self.layout.blob_data(layer.digest)
-        info = self.store.head(source)
-        if info is None or not self.store.exists(
-            self.layout.layer_link(repository, layer.digest)
-        ):
-            raise ManifestError(
-                f"layer {layer.digest} of {repository}: blob or _layers link missing"
-            )
-        if info.size != layer.size:
-            raise ManifestError(
-                f"layer {layer.digest} of {repository}: descriptor says {layer.size} "
-                f"bytes, the blob has {info.size}"
-            )
         options = ocicrypt.PrivateOptions.generate(layer.digest)
         encrypted = encrypt_blob(
             self.store,
@@ -461,11 +458,17 @@ class Sealer:
             encrypted.hmac
         ).to_annotation()
         if team.recipients:
-            annotations[ocicrypt.ANNOTATION_JWE] = jwe.wrap_all(
-                private, [jwe.load_public_key(r.public_key.encode()) for r in team.recipients]
+            recipients = [
+                jwe.Recipient.from_pem(
+                    r.public_key.encode(), source=f"team {team.name} recipient {r.name}"
+                )
+                for r in team.recipients
+            ]
+            annotations[ocicrypt.ANNOTATION_JWE] = jwe.wrap_all(private, recipients)
+        annotations[ocicrypt.PROVIDER_ANNOTATION_PREFIX + PROVIDER_NAME] = (
+            self.kms.wrap(
+                private, team.kms_key, encryption_context(repository, layer.digest)
             )
-        annotations[ocicrypt.PROVIDER_ANNOTATION_PREFIX + PROVIDER_NAME] = self.kms.wrap(
-            private, team.kms_key, encryption_context(repository, layer.digest)
         )
         sealed = mf.Descriptor(
             ocicrypt.encrypted_media_type(layer.media_type),
@@ -474,7 +477,11 @@ class Sealer:
             annotations,
             layer.urls,
             layer.platform,
-            {k: v for k, v in layer.raw.items() if k not in {"annotations", "mediaType"}},
+            {
+                k: v
+                for k, v in layer.raw.items()
+                if k not in {"annotations", "mediaType"}
+            },
         )
         self.store.put(
             self.layout.layer_link(repository, encrypted.digest),
@@ -487,6 +494,42 @@ class Sealer:
         work.layers_sealed += 1
         work.bytes_sealed += layer.size
         return sealed
+
+    def _check_blobs(
+        self, repository: str, parsed: mf.ImageManifest | mf.ImageIndex, depth: int = 0
+    ) -> None:
+        """Check every plaintext layer before anything is written.
+
+        Bad input (an unknown layer type, a missing blob or link, a size that
+        does not match) must leave the registry exactly as it was, so it is
+        found here rather than halfway through writing sealed layers.
+        """
+        if isinstance(parsed, mf.ImageIndex):
+            for child in parsed.manifests:
+                if child.media_type in mf.MANIFEST_TYPES | mf.INDEX_TYPES:
+                    loaded = self._load_manifest(repository, child.digest)
+                    if loaded is not None:
+                        self._check_blobs(repository, loaded, depth + 1)
+            return
+        for layer in parsed.layers:
+            if not _is_plaintext_layer(layer):
+                continue
+            where = f"layer {layer.digest} of {repository}"
+            if layer.media_type not in _SEALABLE_LAYERS:
+                raise ManifestError(
+                    f"{where}: expected a tar layer media type (one of "
+                    f"{', '.join(_SEALABLE_LAYERS)}), got {layer.media_type!r}"
+                )
+            info = self.store.head(self.layout.blob_data(layer.digest))
+            if info is None or not self.store.exists(
+                self.layout.layer_link(repository, layer.digest)
+            ):
+                raise ManifestError(f"{where}: blob or _layers link missing")
+            if info.size != layer.size:
+                raise ManifestError(
+                    f"{where}: descriptor says {layer.size} bytes, the blob has "
+                    f"{info.size}"
+                )
 
     def _reuse_layer(
         self, repository: str, layer: mf.Descriptor, policy: Policy
@@ -516,7 +559,9 @@ class Sealer:
         """
         tagged = self._tagged_digests(repository)
         if plaintext.digest in tagged:
-            logger.debug("%s still tagged in %s; not hidden yet", plaintext.digest, repository)
+            logger.debug(
+                "%s still tagged in %s; not hidden yet", plaintext.digest, repository
+            )
             return
         references = self._repository_references(repository)
         hidden = {plaintext.digest}
@@ -537,7 +582,9 @@ class Sealer:
                 break
             hidden -= keep
         if plaintext.digest in in_use:
-            logger.debug("%s still referenced in %s; not hidden", plaintext.digest, repository)
+            logger.debug(
+                "%s still referenced in %s; not hidden", plaintext.digest, repository
+            )
             return
         for digest in sorted(hidden):
             for tag in self._tags_indexing(repository, digest):
@@ -546,7 +593,9 @@ class Sealer:
             if isinstance(parsed, mf.ImageManifest):
                 for layer in parsed.layers:
                     if layer.digest not in in_use and not layer.urls:
-                        self.store.delete(self.layout.layer_link(repository, layer.digest))
+                        self.store.delete(
+                            self.layout.layer_link(repository, layer.digest)
+                        )
             self.store.delete(self.layout.revision_link(repository, digest))
 
     def _hide_sealed_sources(
@@ -608,12 +657,7 @@ class Sealer:
     ) -> bool:
         """True when some layer (or some child's layer) is still plaintext."""
         if isinstance(parsed, mf.ImageManifest):
-            return any(
-                not ocicrypt.is_encrypted_media_type(layer.media_type)
-                and not layer.urls
-                and layer.media_type not in _PASSTHROUGH_LAYERS
-                for layer in parsed.layers
-            )
+            return any(_is_plaintext_layer(layer) for layer in parsed.layers)
         if depth >= MAX_INDEX_DEPTH:
             raise ManifestError(
                 f"index {parsed.digest} of {repository}: expected indexes nested at "
@@ -623,9 +667,13 @@ class Sealer:
             if child.media_type not in mf.MANIFEST_TYPES | mf.INDEX_TYPES:
                 continue
             if child.digest == parsed.digest:
-                raise ManifestError(f"index {parsed.digest} of {repository} lists itself")
+                raise ManifestError(
+                    f"index {parsed.digest} of {repository} lists itself"
+                )
             loaded = self._load_manifest(repository, child.digest)
-            if loaded is not None and self._has_plaintext(repository, loaded, depth + 1):
+            if loaded is not None and self._has_plaintext(
+                repository, loaded, depth + 1
+            ):
                 return True
         return False
 
@@ -669,7 +717,12 @@ class Sealer:
         return self._get_json(self._sealed_record_key(repository, digest))
 
     def _write_record(
-        self, repository: str, plaintext: Digest, sealed: _Sealed, policy: Policy, layers: int
+        self,
+        repository: str,
+        plaintext: Digest,
+        sealed: _Sealed,
+        policy: Policy,
+        layers: int,
     ) -> None:
         self._put_json(
             self._sealed_record_key(repository, plaintext),
@@ -703,6 +756,15 @@ def _sealed_annotations(
     annotations[mf.ANNOTATION_POLICY_VERSION] = policy.version
     annotations[mf.ANNOTATION_TEAM] = team.name
     return annotations
+
+
+def _is_plaintext_layer(layer: mf.Descriptor) -> bool:
+    """A layer regseal must encrypt: stored in the registry, not encrypted."""
+    return not (
+        ocicrypt.is_encrypted_media_type(layer.media_type)
+        or layer.urls
+        or layer.media_type in _PASSTHROUGH_LAYERS
+    )
 
 
 def _is_sealed(parsed: mf.ImageManifest | mf.ImageIndex) -> bool:

@@ -54,7 +54,8 @@ class Settings:
         prefix = env.get("REGSEAL_STATE_PREFIX", "regseal/")
         if not prefix.endswith("/") or prefix.startswith("/"):
             raise SettingsError(
-                f"REGSEAL_STATE_PREFIX: expected a prefix like 'regseal/', got {prefix!r}"
+                "REGSEAL_STATE_PREFIX: expected a relative prefix ending in '/', "
+                f"got {prefix!r}"
             )
         return cls(
             bucket=bucket,

@@ -273,9 +273,7 @@ _SNAKE = {
 }
 
 
-def _translate(
-    exc: ClientError, operation: str, bucket: str, key: str
-) -> StorageError:
+def _translate(exc: ClientError, operation: str, bucket: str, key: str) -> StorageError:
     code = str(exc.response.get("Error", {}).get("Code", ""))
     where = f"s3://{bucket}/{key}"
     if code in _NOT_FOUND:
