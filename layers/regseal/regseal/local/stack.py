@@ -79,10 +79,6 @@ class Stack:
         self._pump: EventPump | None = None
         self._state: StackState | None = None
 
-    @property
-    def state(self) -> StackState | None:
-        return self._state
-
     def start(self) -> StackState:
         """Start every part, write the state file, and return the state.
 
