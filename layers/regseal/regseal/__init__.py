@@ -6,7 +6,8 @@ Modules are named for the concept they model: ``layout`` (the registry's S3
 storage layout), ``ocicrypt`` (the encrypted layer format), ``jwe`` and
 ``kms`` (key wrapping), ``manifest`` (OCI and Docker manifests), ``policy``,
 ``events`` (storage event intake), ``storage`` (the S3 adapter) and ``seal``
-(the operation that ties them together).
+(the operation that ties them together). ``cli`` is the command line and
+``local`` the local stack (moto, a registry and an event pump on one machine).
 """
 
 __version__ = "0.1.0"

@@ -63,3 +63,7 @@ class PreconditionFailedError(StorageError):
 
 class RetryableError(RegsealError):
     """The state is not ready yet; delivering the event again may succeed."""
+
+
+class LocalStackError(RegsealError):
+    """The local stack could not start, or a process it runs stopped on its own."""

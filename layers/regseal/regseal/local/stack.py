@@ -1,0 +1,282 @@
+"""The local stack: moto, the registry on moto's S3, and the event pump.
+
+:class:`Stack` starts the parts in dependency order and stops them in reverse;
+:func:`run` keeps a stack up until SIGINT or SIGTERM. The state file is
+written only once every part answers, and removed when the stack stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from regseal.errors import LocalStackError
+from regseal.local import resources
+from regseal.local.demo_policy import policy_document
+from regseal.local.keys import write_demo_key_pair
+from regseal.local.motoserver import start_moto
+from regseal.local.processes import ManagedProcess
+from regseal.local.pump import EventPump
+from regseal.local.registry import RegistrySettings, start_registry
+from regseal.local.runtime import (
+    SEAL_FUNCTION,
+    function_path,
+    load_handler,
+    seal_environment,
+)
+from regseal.local.state import StackState
+
+logger = logging.getLogger(__name__)
+
+REGION = "us-east-1"
+REGISTRY_ROOT = "/"
+PUMP_READY_SECONDS = 10.0
+
+
+def default_workdir(state_file: Path) -> Path:
+    """The directory for keys, configuration and logs: next to the state file."""
+    return state_file.parent / f"{state_file.stem}-work"
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """How to run a stack.
+
+    Attributes:
+        state_file: where to write the state JSON.
+        workdir: keys, registry configuration and logs; by default
+            :func:`default_workdir` of ``state_file``.
+        policy_file: an operator's policy to store instead of the demo policy.
+        seal_handler: the seal function's module; by default the checkout's
+            ``functions/seal/app.py``.
+    """
+
+    state_file: Path
+    workdir: Path | None = None
+    policy_file: Path | None = None
+    seal_handler: Path | None = None
+
+
+class Stack:
+    """One local stack. Use as a context manager, or call start and stop."""
+
+    def __init__(
+        self, options: StackOptions, *, cancel: threading.Event | None = None
+    ) -> None:
+        self._options = options
+        self._state_file = options.state_file.resolve()
+        self._workdir = (options.workdir or default_workdir(self._state_file)).resolve()
+        self._cancel = cancel or threading.Event()
+        self._moto: ManagedProcess | None = None
+        self._registry: ManagedProcess | None = None
+        self._pump: EventPump | None = None
+        self._state: StackState | None = None
+
+    def start(self) -> StackState:
+        """Start every part, write the state file, and return the state.
+
+        Raises:
+            LocalStackError: a part did not come up, or ``cancel`` was set;
+                whatever had started is stopped again.
+            PolicyError: the operator's policy file is unusable.
+        """
+        _refuse_running_stack(self._state_file)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> StackState:
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        keys = write_demo_key_pair(self._workdir)
+        policy = policy_document(self._options.policy_file, keys.public_pem)
+
+        self._moto, endpoint = start_moto(workdir=self._workdir, cancel=self._cancel)
+        session = resources.moto_session(REGION)
+        made = resources.create_resources(session, endpoint, policy_document=policy)
+
+        handler = load_handler(
+            self._options.seal_handler or function_path(SEAL_FUNCTION),
+            seal_environment(
+                endpoint=endpoint,
+                region=REGION,
+                bucket=made.bucket,
+                registry_root=REGISTRY_ROOT,
+                state_prefix=resources.STATE_PREFIX,
+                policy_location=made.policy_location,
+            ),
+        )
+
+        self._registry, registry = start_registry(
+            RegistrySettings(
+                s3_endpoint=endpoint,
+                bucket=made.bucket,
+                region=REGION,
+                root_directory=REGISTRY_ROOT,
+            ),
+            workdir=self._workdir,
+            cancel=self._cancel,
+        )
+
+        self._pump = EventPump(
+            session.client("sqs", endpoint_url=endpoint),
+            handler,
+            queue_url=made.queue_url,
+            queue_arn=made.queue_arn,
+            region=REGION,
+        )
+        self._pump.start()
+        self._wait_for_pump(self._pump)
+
+        state = StackState(
+            registry=registry,
+            s3_endpoint=endpoint,
+            bucket=made.bucket,
+            region=REGION,
+            queue_url=made.queue_url,
+            dlq_url=made.dead_letter_queue_url,
+            kms_key_id=made.kms_key_id,
+            kms_key_alias=made.kms_key_alias,
+            policy=made.policy_location,
+            jwe_private_key=keys.private_key,
+            jwe_public_key=keys.public_key,
+            workdir=self._workdir,
+            pids={
+                "stack": os.getpid(),
+                "moto": self._moto.pid,
+                "registry": self._registry.pid,
+            },
+        )
+        state.write(self._state_file)
+        self._state = state
+        logger.debug("stack is up; state in %s", self._state_file)
+        return state
+
+    def _wait_for_pump(self, pump: EventPump) -> None:
+        waited = 0.0
+        while not pump.ready.wait(0.1):
+            waited += 0.1
+            if self._cancel.is_set():
+                raise LocalStackError("interrupted while waiting for the event pump")
+            if not pump.is_alive() or waited > PUMP_READY_SECONDS:
+                raise LocalStackError(
+                    f"the event pump could not receive from the queue within "
+                    f"{PUMP_READY_SECONDS:.0f} s"
+                )
+
+    def stopped_part(self) -> str | None:
+        """The name of a part that stopped on its own, if any."""
+        for process in (self._moto, self._registry):
+            if process is not None and not process.running():
+                return f"{process.name} (exit status {process.popen.returncode})"
+        if self._pump is not None and not self._pump.is_alive():
+            return "the event pump"
+        return None
+
+    def stop(self) -> None:
+        """Stop the pump, the registry and moto, and remove the state file."""
+        if self._state is not None:
+            self._state_file.unlink(missing_ok=True)
+            self._state = None
+        if self._pump is not None:
+            self._pump.stop()
+            self._pump = None
+        for process in (self._registry, self._moto):
+            if process is not None:
+                process.stop()
+        self._registry = self._moto = None
+
+    def __enter__(self) -> StackState:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run(
+    options: StackOptions, *, on_ready: Callable[[StackState], None] | None = None
+) -> None:
+    """Run a stack until SIGINT or SIGTERM, then stop everything it started.
+
+    Args:
+        options: what to run.
+        on_ready: called with the state once the state file is written.
+
+    Raises:
+        LocalStackError: the stack did not come up, or one of its parts
+            stopped on its own while it ran.
+    """
+    stop = threading.Event()
+    with _signals_set(stop):
+        stack = Stack(options, cancel=stop)
+        try:
+            state = stack.start()
+        except LocalStackError:
+            if stop.is_set():
+                return
+            raise
+        try:
+            if on_ready is not None:
+                on_ready(state)
+            while not stop.wait(0.5):
+                part = stack.stopped_part()
+                if part is not None:
+                    raise LocalStackError(
+                        f"{part} stopped on its own; see {state.workdir}"
+                    )
+        finally:
+            stack.stop()
+
+
+@contextlib.contextmanager
+def _signals_set(event: threading.Event) -> Iterator[None]:
+    def handle(signum: int, frame: FrameType | None) -> None:
+        logger.debug("received signal %d; stopping", signum)
+        event.set()
+
+    previous = {
+        signum: signal.signal(signum, handle)
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _refuse_running_stack(state_file: Path) -> None:
+    if not state_file.exists():
+        return
+    try:
+        pid = StackState.load(state_file).pids.get("stack")
+    except LocalStackError:
+        return
+    if pid is not None and pid != os.getpid() and _process_exists(pid):
+        raise LocalStackError(
+            f"expected no running stack for {state_file}, but pid {pid} runs one; "
+            "stop it or choose another state file"
+        )
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,102 @@
+"""The state file of a running local stack: how scripts and tests find it.
+
+``regseal local up --state FILE`` writes FILE once every part answers and
+removes it when the stack stops. It is one JSON object; the keys of
+:meth:`StackState.to_json` are the contract and only ever gain members.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regseal.errors import LocalStackError
+
+
+@dataclass(frozen=True)
+class StackState:
+    """Addresses, names and key paths of one running stack."""
+
+    registry: str
+    """``host:port`` of the registry (plain http)."""
+    s3_endpoint: str
+    """moto's endpoint URL, serving S3, KMS, SQS, SSM and the rest."""
+    bucket: str
+    region: str
+    queue_url: str
+    dlq_url: str
+    kms_key_id: str
+    kms_key_alias: str
+    policy: str
+    """Where the policy lives, as the seal function's REGSEAL_POLICY names it."""
+    jwe_private_key: Path
+    jwe_public_key: Path
+    workdir: Path
+    pids: dict[str, int]
+    """Process ids by role: ``stack`` (regseal itself), ``moto``, ``registry``."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "registry": self.registry,
+            "s3_endpoint": self.s3_endpoint,
+            "bucket": self.bucket,
+            "region": self.region,
+            "queue_url": self.queue_url,
+            "dlq_url": self.dlq_url,
+            "kms_key_id": self.kms_key_id,
+            "kms_key_alias": self.kms_key_alias,
+            "policy": self.policy,
+            "jwe_private_key": str(self.jwe_private_key),
+            "jwe_public_key": str(self.jwe_public_key),
+            "workdir": str(self.workdir),
+            "pids": dict(self.pids),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StackState:
+        try:
+            return cls(
+                registry=str(data["registry"]),
+                s3_endpoint=str(data["s3_endpoint"]),
+                bucket=str(data["bucket"]),
+                region=str(data["region"]),
+                queue_url=str(data["queue_url"]),
+                dlq_url=str(data["dlq_url"]),
+                kms_key_id=str(data["kms_key_id"]),
+                kms_key_alias=str(data["kms_key_alias"]),
+                policy=str(data["policy"]),
+                jwe_private_key=Path(data["jwe_private_key"]),
+                jwe_public_key=Path(data["jwe_public_key"]),
+                workdir=Path(data["workdir"]),
+                pids={str(k): int(v) for k, v in dict(data["pids"]).items()},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LocalStackError(
+                f"expected a local stack state object, missing or bad field: {exc}"
+            ) from exc
+
+    @classmethod
+    def load(cls, path: Path) -> StackState:
+        """Read a state file.
+
+        Raises:
+            LocalStackError: the file is missing or is not a state file.
+        """
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise LocalStackError(
+                f"expected a JSON state file at {path}: {exc}"
+            ) from exc
+        if not isinstance(data, dict):
+            raise LocalStackError(f"expected a JSON object in state file {path}")
+        return cls.from_json(data)
+
+    def write(self, path: Path) -> None:
+        """Write the file in one step, so readers never see half of it."""
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        os.replace(partial, path)

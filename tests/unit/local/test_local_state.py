@@ -1,0 +1,72 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from regseal.errors import LocalStackError
+from regseal.local.state import StackState
+
+STATE = StackState(
+    registry="127.0.0.1:45001",
+    s3_endpoint="http://127.0.0.1:45000",
+    bucket="registry",
+    region="us-east-1",
+    queue_url="http://127.0.0.1:45000/123456789012/regseal-events",
+    dlq_url="http://127.0.0.1:45000/123456789012/regseal-events-dlq",
+    kms_key_id="0b0e7a1c-0000-4000-8000-000000000001",
+    kms_key_alias="alias/regseal-demo",
+    policy="s3://registry/regseal/policy.json",
+    jwe_private_key=Path("/tmp/w/jwe-private.pem"),
+    jwe_public_key=Path("/tmp/w/jwe-public.pem"),
+    workdir=Path("/tmp/w"),
+    pids={"stack": 10, "moto": 11, "registry": 12},
+)
+
+
+def test_state_file_round_trips(tmp_path):
+    path = tmp_path / "state.json"
+
+    STATE.write(path)
+
+    assert StackState.load(path) == STATE
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_state_file_carries_the_contract_keys(tmp_path):
+    path = tmp_path / "state.json"
+    STATE.write(path)
+
+    data = json.loads(path.read_text())
+
+    assert data["registry"] == "127.0.0.1:45001"
+    assert data["s3_endpoint"] == "http://127.0.0.1:45000"
+    assert data["jwe_private_key"] == "/tmp/w/jwe-private.pem"
+    assert data["pids"] == {"stack": 10, "moto": 11, "registry": 12}
+    assert set(data) == {
+        "registry",
+        "s3_endpoint",
+        "bucket",
+        "region",
+        "queue_url",
+        "dlq_url",
+        "kms_key_id",
+        "kms_key_alias",
+        "policy",
+        "jwe_private_key",
+        "jwe_public_key",
+        "workdir",
+        "pids",
+    }
+
+
+def test_state_without_a_field_is_refused():
+    data = STATE.to_json()
+    del data["registry"]
+
+    with pytest.raises(LocalStackError, match="missing or bad field: 'registry'"):
+        StackState.from_json(data)
+
+
+def test_missing_state_file_is_refused(tmp_path):
+    with pytest.raises(LocalStackError, match="expected a JSON state file at"):
+        StackState.load(tmp_path / "nope.json")

@@ -1,0 +1,55 @@
+import json
+
+import pytest
+
+from regseal.cli import main
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+
+    assert exit_info.value.code == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+def test_local_up_requires_a_state_file(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["local", "up"])
+
+    assert exit_info.value.code == 2
+    assert "--state" in capsys.readouterr().err
+
+
+def test_sample_image_command_prints_the_layout_it_wrote(tmp_path, capsys):
+    status = main(
+        ["local", "sample-image", str(tmp_path / "img"), "--big-layer-mib", "1"]
+    )
+
+    printed = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert printed["tag"] == "latest"
+    assert len(printed["layers"]) == 3
+    assert (tmp_path / "img" / "index.json").is_file()
+
+
+def test_regseal_errors_become_a_message_and_status_1(tmp_path, capsys):
+    policy = tmp_path / "policy.json"
+    policy.write_text("[]")
+
+    status = main(
+        [
+            "local",
+            "up",
+            "--state",
+            str(tmp_path / "state.json"),
+            "--policy",
+            str(policy),
+        ]
+    )
+
+    assert status == 1
+    assert "regseal: error: expected a JSON object in policy file" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "state.json").exists()
