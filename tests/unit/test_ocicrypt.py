@@ -22,6 +22,7 @@ from regseal.ocicrypt import (
     ANNOTATION_PUBOPTS,
     CIPHER,
     PROVIDER_ANNOTATION_PREFIX,
+    SLICE,
     EncryptedLayer,
     LayerCipher,
     LayerEncryptor,
@@ -348,16 +349,20 @@ def test_decode_base64_accepts_standard_padded():
 
 
 def test_chunked_update_into_equals_one_shot_including_in_place():
-    data = os.urandom(100_000)
+    # chunks span several cache slices and end off the slice boundaries
+    data = os.urandom(3 * SLICE + 123)
+    step = SLICE + 7
     opts = PrivateOptions.generate(Digest.of(data))
     expected_ct, expected = encrypt(opts, data)
 
     encryptor = LayerEncryptor(opts)
-    out = bytearray(40_000)
+    out = bytearray(step + 100)
     pieces = []
-    for start in range(0, len(data), 40_000):
-        chunk = data[start : start + 40_000]
-        pieces.append(bytes(encryptor.update_into(memoryview(chunk), out)))
+    for start in range(0, len(data), step):
+        chunk = memoryview(data)[start : start + step]
+        ciphertext = encryptor.update_into(chunk, out)
+        assert len(ciphertext) == len(chunk)
+        pieces.append(bytes(ciphertext))
     in_place = LayerEncryptor(opts)
     buffer = bytearray(data)
     in_place.update_into(buffer, buffer)
@@ -426,7 +431,7 @@ def test_encryptor_needs_a_sha256_plaintext_digest():
 
 
 def test_update_into_too_small_buffer_is_refused():
-    with pytest.raises(ValueError, match="buffer"):
+    with pytest.raises(ValueError, match="smaller than the 40-byte chunk"):
         LayerEncryptor(options()).update_into(PLAINTEXT, bytearray(39))
 
 

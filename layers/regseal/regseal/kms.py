@@ -128,7 +128,10 @@ class KmsPacket:
         unknown = sorted(set(obj) - _PACKET_KEYS)
         if unknown:
             raise OcicryptError(f"KMS packet has unknown members {unknown}")
-        for name, expected in (("version", PACKET_VERSION), ("provider", "aws")):
+        for name, expected in (
+            ("version", PACKET_VERSION),
+            ("provider", PACKET_PROVIDER),
+        ):
             if obj.get(name) != expected:
                 raise OcicryptError(
                     f"expected KMS packet {name} {expected!r}, got {obj.get(name)!r}"

@@ -1,7 +1,9 @@
 """The ocicrypt layer format ``AES_256_CTR_HMAC_SHA256``.
 
 This module models what containers/ocicrypt (Go) and ocicrypt-rs write and read
-for one encrypted layer (see docs in ``reference/ocicrypt.md`` §1, §2, §4, §7):
+for one encrypted layer, with the ``+encrypted`` media types of the draft
+image-spec change (opencontainers/image-spec PR #775). Section numbers (§)
+refer to the project's format reference, ``reference/ocicrypt.md``. In short:
 
 - the blob is pure AES-256-CTR ciphertext of the plaintext blob, same length;
   the 32-byte ``symkey`` is both the AES key and the HMAC-SHA256 key, the
@@ -445,6 +447,10 @@ class EncryptedLayer:
         return PublicOptions(self.hmac)
 
 
+SLICE = 256 << 10
+"""Bytes :meth:`LayerEncryptor.update_into` handles per step (cache-sized)."""
+
+
 class LayerEncryptor:
     """Encrypt one layer in a single streaming pass.
 
@@ -456,6 +462,11 @@ class LayerEncryptor:
     with itself; different steps may run on different threads at once (AES,
     HMAC and sha256 release the GIL on large buffers). :meth:`finalize`
     checks that all four steps saw the same number of bytes.
+
+    NOTE: on the shared 2-core development machine, running the steps on
+    three threads measured no faster than :meth:`update_into` on one thread
+    (both about 300-450 MiB/s for 16 MiB chunks, memory-bound); measure on
+    the target before choosing.
 
     Args:
         options: Fresh private options (:meth:`PrivateOptions.generate`),
@@ -514,18 +525,35 @@ class LayerEncryptor:
     def update_into(self, chunk: BytesLike, out: bytearray | memoryview) -> memoryview:
         """All four steps for one chunk, writing the ciphertext into ``out``.
 
-        ``out`` may be ``chunk``'s own writable buffer (in place): the
-        plaintext is hashed before it is overwritten.
+        This is the fast single-threaded path: the chunk is processed in
+        slices of :data:`SLICE` bytes so that AES and the three hashes read
+        each slice while it is still in the CPU cache (measured: about a
+        third faster than whole 16 MiB passes).
+
+        ``out`` may be ``chunk``'s own writable buffer (in place): each slice
+        of plaintext is hashed before it is overwritten.
 
         Returns:
             A view of the ciphertext, ``out[:len(chunk)]``.
+
+        Raises:
+            ValueError: ``out`` is smaller than ``chunk``.
         """
-        self.hash_plaintext(chunk)
-        n = self.encrypt_into(chunk, out)
-        ciphertext = memoryview(out)[:n]
-        self.mac_ciphertext(ciphertext)
-        self.hash_ciphertext(ciphertext)
-        return ciphertext
+        source = memoryview(chunk).cast("B")
+        target = memoryview(out).cast("B")
+        if len(target) < len(source):
+            raise ValueError(
+                f"output buffer of {len(target)} bytes is smaller than the "
+                f"{len(source)}-byte chunk"
+            )
+        for start in range(0, len(source), SLICE):
+            piece = source[start : start + SLICE]
+            ciphertext = target[start : start + len(piece)]
+            self.hash_plaintext(piece)
+            self.encrypt_into(piece, ciphertext)
+            self.mac_ciphertext(ciphertext)
+            self.hash_ciphertext(ciphertext)
+        return target[: len(source)]
 
     def finalize(self) -> EncryptedLayer:
         """Finish the layer: the HMAC, both digests and the size.
