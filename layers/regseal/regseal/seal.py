@@ -39,16 +39,16 @@ from regseal.digest import Digest
 from regseal.errors import (
     ManifestError,
     NotFoundError,
-    PreconditionFailedError,
     RetryableError,
 )
 from regseal.events import Action, ObjectEvent
 from regseal.kms import PROVIDER_NAME, KmsWrapper, encryption_context
-from regseal.layerstream import StreamSettings, encrypt_blob
-from regseal.layout import LinkKind, RegistryLayout, decode_link, encode_link
+from regseal.layerstream import StreamSettings
+from regseal.layout import LinkKind, RegistryLayout, decode_link
 from regseal.policy import Policy, PolicySource, Team
 from regseal.settings import Settings
 from regseal.storage import ObjectStore
+from regseal.writeback import StorageWriteBack, WriteBack
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +152,7 @@ class Sealer:
         policies: PolicySource,
         kms: KmsWrapper,
         clock: Callable[[], float] = time.time,
+        writer: WriteBack | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -160,6 +161,9 @@ class Sealer:
         self.kms = kms
         self.clock = clock
         self.stream = StreamSettings(settings.part_size, settings.workers)
+        self.writer: WriteBack = writer or StorageWriteBack(
+            store, self.layout, f"{settings.state_prefix}staging/", self.stream
+        )
 
     # -- entry point -------------------------------------------------------
 
@@ -212,20 +216,16 @@ class Sealer:
             return replace(base, reason="no team claims the repository")
 
         sealed, work = self._seal_top(repository, parsed, team, policy)
-        self.store.put(
-            self.layout.tag_index_link(repository, tag, sealed.digest),
-            encode_link(sealed.digest),
+        moved = self.writer.move_tag(
+            repository, tag, sealed.digest, sealed.data, sealed.media_type, current.etag
         )
-        try:
-            self.store.put(key, encode_link(sealed.digest), if_match=current.etag)
-        except PreconditionFailedError:
-            if self._read_link(key) != sealed.digest:
-                return replace(
-                    work.report(base, sealed),
-                    outcome=Outcome.SUPERSEDED,
-                    reason="tag moved while sealing; the newer push is sealed by "
-                    "its own event",
-                )
+        if not moved:
+            return replace(
+                work.report(base, sealed),
+                outcome=Outcome.SUPERSEDED,
+                reason="tag moved while sealing; the newer push is sealed by its "
+                "own event",
+            )
         self._hide_plaintext(repository, parsed)
         return work.report(base, sealed)
 
@@ -408,12 +408,8 @@ class Sealer:
         return _Sealed(Digest.of(data), data, mf.OCI_MANIFEST)
 
     def _write_manifest(self, repository: str, sealed: _Sealed) -> None:
-        blob = self.layout.blob_data(sealed.digest)
-        if not self.store.exists(blob):
-            self.store.put(blob, sealed.data)
-        self.store.put(
-            self.layout.revision_link(repository, sealed.digest),
-            encode_link(sealed.digest),
+        self.writer.write_manifest(
+            repository, sealed.digest, sealed.data, sealed.media_type
         )
 
     # -- layers ------------------------------------------------------------
@@ -434,15 +430,7 @@ class Sealer:
             return reused
         source = self.layout.blob_data(layer.digest)
         options = ocicrypt.PrivateOptions.generate(layer.digest)
-        encrypted = encrypt_blob(
-            self.store,
-            source,
-            layer.size,
-            options,
-            self.layout.blob_data,
-            f"{self.settings.state_prefix}staging/",
-            self.stream,
-        )
+        encrypted = self.writer.write_layer(repository, source, layer.size, options)
         if encrypted.plaintext_digest != layer.digest:
             raise ManifestError(
                 f"layer {layer.digest} of {repository}: the blob's content hashes to "
@@ -482,10 +470,6 @@ class Sealer:
                 for k, v in layer.raw.items()
                 if k not in {"annotations", "mediaType"}
             },
-        )
-        self.store.put(
-            self.layout.layer_link(repository, encrypted.digest),
-            encode_link(encrypted.digest),
         )
         self._put_json(
             self._layer_record_key(repository, layer.digest),
@@ -587,16 +571,14 @@ class Sealer:
             )
             return
         for digest in sorted(hidden):
-            for tag in self._tags_indexing(repository, digest):
-                self.store.delete(self.layout.tag_index_link(repository, tag, digest))
             parsed = self._load_or_none(repository, digest)
             if isinstance(parsed, mf.ImageManifest):
                 for layer in parsed.layers:
                     if layer.digest not in in_use and not layer.urls:
-                        self.store.delete(
-                            self.layout.layer_link(repository, layer.digest)
-                        )
-            self.store.delete(self.layout.revision_link(repository, digest))
+                        self.writer.unlink_layer(repository, layer.digest)
+            self.writer.unlink_manifest(
+                repository, digest, list(self._tags_indexing(repository, digest))
+            )
 
     def _hide_sealed_sources(
         self, repository: str, sealed: mf.ImageManifest | mf.ImageIndex

@@ -1,0 +1,147 @@
+"""How a sealed image gets back into the registry.
+
+The seal decides *what* to write; a write-back decides *how*. Two ways
+exist, chosen per registry (issue: storage or registry-API mode):
+
+- :class:`StorageWriteBack` writes the objects the registry itself writes
+  for a push (blob data, ``_layers`` links, revision links, tag links),
+  straight into the registry's S3 storage. Right for plain distribution.
+- an API write-back pushes through the OCI distribution API, so that a
+  registry with its own database (Harbor) records the sealed image as if a
+  client had pushed it.
+
+Both keep the seal's invariants: a tag that moved meanwhile is not rolled
+back, and plaintext is only unlinked after the sealed image is reachable.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from regseal.digest import Digest
+from regseal.errors import NotFoundError, PreconditionFailedError
+from regseal.layerstream import StreamSettings, encrypt_blob
+from regseal.layout import RegistryLayout, decode_link, encode_link
+from regseal.ocicrypt import EncryptedLayer, PrivateOptions
+from regseal.storage import ObjectStore
+
+
+class WriteBack(Protocol):
+    """The writes a seal makes, in the order it makes them."""
+
+    def write_layer(
+        self, repository: str, source_key: str, size: int, options: PrivateOptions
+    ) -> EncryptedLayer:
+        """Encrypt the plaintext blob at ``source_key`` into a repository blob."""
+
+    def write_manifest(
+        self, repository: str, digest: Digest, data: bytes, media_type: str
+    ) -> None:
+        """Make a sealed manifest (or index) exist in the repository, untagged."""
+
+    def move_tag(
+        self,
+        repository: str,
+        tag: str,
+        digest: Digest,
+        data: bytes,
+        media_type: str,
+        expected: str,
+    ) -> bool:
+        """Point ``tag`` at ``digest`` if it still holds what was read.
+
+        Args:
+            expected: the ETag of the tag link as the seal read it.
+
+        Returns:
+            False when the tag moved meanwhile (nothing was changed).
+        """
+
+    def unlink_manifest(self, repository: str, digest: Digest, tags: list[str]) -> None:
+        """Make a plaintext manifest unreachable (its revision and tag index links)."""
+
+    def unlink_layer(self, repository: str, digest: Digest) -> None:
+        """Make a plaintext blob unreachable from the repository."""
+
+
+class StorageWriteBack:
+    """Writes into the registry's storage, as the registry does for a push.
+
+    Args:
+        store: the registry bucket.
+        layout: the registry's root directory.
+        staging_prefix: where large ciphertext is staged before its copy.
+        stream: part size and parallelism for layer streaming.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        layout: RegistryLayout,
+        staging_prefix: str,
+        stream: StreamSettings,
+    ) -> None:
+        self.store = store
+        self.layout = layout
+        self.staging_prefix = staging_prefix
+        self.stream = stream
+
+    def write_layer(
+        self, repository: str, source_key: str, size: int, options: PrivateOptions
+    ) -> EncryptedLayer:
+        encrypted = encrypt_blob(
+            self.store,
+            source_key,
+            size,
+            options,
+            self.layout.blob_data,
+            self.staging_prefix,
+            self.stream,
+        )
+        self.store.put(
+            self.layout.layer_link(repository, encrypted.digest),
+            encode_link(encrypted.digest),
+        )
+        return encrypted
+
+    def write_manifest(
+        self, repository: str, digest: Digest, data: bytes, media_type: str
+    ) -> None:
+        blob = self.layout.blob_data(digest)
+        if not self.store.exists(blob):
+            self.store.put(blob, data)
+        self.store.put(
+            self.layout.revision_link(repository, digest), encode_link(digest)
+        )
+
+    def move_tag(
+        self,
+        repository: str,
+        tag: str,
+        digest: Digest,
+        data: bytes,
+        media_type: str,
+        expected: str,
+    ) -> bool:
+        # The index link first, then current/link: the registry's own order.
+        self.store.put(
+            self.layout.tag_index_link(repository, tag, digest), encode_link(digest)
+        )
+        key = self.layout.tag_link(repository, tag)
+        try:
+            self.store.put(key, encode_link(digest), if_match=expected)
+        except PreconditionFailedError:
+            try:
+                now = decode_link(self.store.get(key).data, key)
+            except NotFoundError:
+                return False
+            return now == digest
+        return True
+
+    def unlink_manifest(self, repository: str, digest: Digest, tags: list[str]) -> None:
+        for tag in tags:
+            self.store.delete(self.layout.tag_index_link(repository, tag, digest))
+        self.store.delete(self.layout.revision_link(repository, digest))
+
+    def unlink_layer(self, repository: str, digest: Digest) -> None:
+        self.store.delete(self.layout.layer_link(repository, digest))
