@@ -42,6 +42,10 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 ANNOTATION_PLAINTEXT = "dev.regseal.plaintext-manifest"
 ANNOTATION_POLICY_VERSION = "dev.regseal.policy-version"
 ANNOTATION_TEAM = "dev.regseal.team"
+ANNOTATION_KMS_KEY = "dev.regseal.kms-key"
+# Comma-joined "name=sha256:<fingerprint of the public key>" of the JWE
+# recipients the layer keys were wrapped for (JWE items carry no key id).
+ANNOTATION_RECIPIENTS = "dev.regseal.recipients"
 
 
 @dataclass(frozen=True)

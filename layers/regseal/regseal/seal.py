@@ -26,6 +26,7 @@ and re-pushes reuse the work instead of encrypting again.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 import time
@@ -45,7 +46,7 @@ from regseal.events import Action, ObjectEvent
 from regseal.kms import PROVIDER_NAME, KmsWrapper, encryption_context
 from regseal.layerstream import StreamSettings
 from regseal.layout import LinkKind, RegistryLayout, decode_link
-from regseal.policy import Policy, PolicySource, Team
+from regseal.policy import Policy, PolicySource, Recipient, Team
 from regseal.settings import Settings
 from regseal.storage import ObjectStore
 from regseal.writeback import StorageWriteBack, WriteBack
@@ -446,12 +447,7 @@ class Sealer:
             encrypted.hmac
         ).to_annotation()
         if team.recipients:
-            recipients = [
-                jwe.Recipient.from_pem(
-                    r.public_key.encode(), source=f"team {team.name} recipient {r.name}"
-                )
-                for r in team.recipients
-            ]
+            recipients = [_recipient(r) for r in team.recipients]
             annotations[ocicrypt.ANNOTATION_JWE] = jwe.wrap_all(private, recipients)
         annotations[ocicrypt.PROVIDER_ANNOTATION_PREFIX + PROVIDER_NAME] = (
             self.kms.wrap(
@@ -737,7 +733,24 @@ def _sealed_annotations(
     annotations[mf.ANNOTATION_PLAINTEXT] = plaintext.value
     annotations[mf.ANNOTATION_POLICY_VERSION] = policy.version
     annotations[mf.ANNOTATION_TEAM] = team.name
+    annotations[mf.ANNOTATION_KMS_KEY] = team.kms_key
+    if team.recipients:
+        annotations[mf.ANNOTATION_RECIPIENTS] = ",".join(
+            f"{r.name}={recipient_fingerprint(r)}" for r in team.recipients
+        )
     return annotations
+
+
+def recipient_fingerprint(recipient: Recipient) -> str:
+    """``sha256:<hex>`` of a policy recipient's public key (DER)."""
+    return _recipient(recipient).fingerprint
+
+
+@functools.lru_cache(maxsize=256)
+def _recipient(recipient: Recipient) -> jwe.Recipient:
+    return jwe.Recipient.from_pem(
+        recipient.public_key.encode(), source=f"policy recipient {recipient.name}"
+    )
 
 
 def _is_plaintext_layer(layer: mf.Descriptor) -> bool:
