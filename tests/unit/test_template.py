@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,8 @@ from cfn_model import (
     wildcard_regex,
 )
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "tests" / "events"
 BUCKET = "example-registry"
 HEX = "ef3a0b8e1cb2e64f17653d566237f2fc20cf04cece5062b7dd10a78f9def7ee0"
 
@@ -675,3 +678,13 @@ def test_outputs_name_what_operators_and_key_owners_need() -> None:
     assert (
         imported["MetadataUrl"] == "https://example-tuf.s3.us-east-1.amazonaws.com/tuf/"
     )
+
+
+def test_samconfig_example_sets_every_parameter_to_a_valid_value() -> None:
+    config = tomllib.loads((ROOT / "infra" / "samconfig.example.toml").read_text())
+    overrides = config["default"]["deploy"]["parameters"]["parameter_overrides"]
+    values = dict(re.findall(r'(\w+)="([^"]*)"', overrides))
+
+    assert set(values) == set(load_template()["Parameters"])
+    stack = load_stack(values)
+    assert stack.parameters["RegistryBucketName"] == values["RegistryBucketName"]
