@@ -581,6 +581,7 @@ def test_handler_environment_for_the_demo_stack() -> None:
         "POWERTOOLS_METRICS_NAMESPACE": "regseal",
         "POWERTOOLS_LOGGER_LOG_EVENT": "false",
         "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
         "LOG_LEVEL": "INFO",
     }
 
