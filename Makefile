@@ -4,14 +4,34 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test unit lint typecheck demo bench clean
+# The Lambda layer (`make layer`): layers/regseal/requirements.txt installed for
+# the function's platform plus the regseal package, laid out as Lambda expects
+# (LAYER_DIR/python/...). ARCH is the template's Architecture parameter.
+# LAYER_PLATFORM=local builds for this machine's interpreter instead, which is
+# what the import test in tests/functional/test_layer_build.py runs.
+ARCH ?= arm64
+LAYER_DIR ?= build/layer
+LAYER_PYTHON ?= 3.12
+LAYER_PLATFORM ?= $(if $(filter x86_64,$(ARCH)),manylinux2014_x86_64,manylinux2014_aarch64)
+ifeq ($(LAYER_PLATFORM),local)
+LAYER_TARGET_FLAGS :=
+else
+LAYER_TARGET_FLAGS := --platform $(LAYER_PLATFORM) --python-version $(LAYER_PYTHON) \
+	--implementation cp --no-compile
+endif
+
+.PHONY: setup test unit lint typecheck demo bench clean layer layer-lock
 
 setup:
 	./scripts/bootstrap.sh
 
+# functions/ may not exist yet on a branch; ruff fails on a missing path.
+PY_SOURCES := layers tests scripts $(wildcard functions)
+
 lint: setup
-	$(VENV)/bin/ruff check layers functions tests
-	$(VENV)/bin/ruff format --check layers functions tests
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
+	$(VENV)/bin/cfn-lint template.yaml
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -27,6 +47,20 @@ demo: setup
 
 bench: setup
 	$(PY) -m regseal.bench
+
+# --no-deps: requirements.txt pins the whole closure, so nothing unpinned sneaks
+# in; a missing pin shows up as an import error in the layer import test.
+layer: setup
+	rm -rf $(LAYER_DIR)/python
+	mkdir -p $(LAYER_DIR)/python
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps \
+		--only-binary=:all: --target $(LAYER_DIR)/python $(LAYER_TARGET_FLAGS) \
+		-r layers/regseal/requirements.txt
+	cp -R layers/regseal/regseal $(LAYER_DIR)/python/regseal
+	find $(LAYER_DIR)/python -depth -name __pycache__ -type d -exec rm -rf {} +
+
+layer-lock: setup
+	$(PY) scripts/lock_layer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build .aws-sam
