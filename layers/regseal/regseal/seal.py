@@ -30,7 +30,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -81,6 +81,7 @@ class Outcome(enum.Enum):
     SKIPPED = "skipped"  # nothing to do, with a reason
     SUPERSEDED = "superseded"  # the tag moved meanwhile; its own event seals it
     IGNORED = "ignored"  # the event names a key regseal does not act on
+    PENDING = "pending"  # a dry run: this would be sealed
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ class Sealer:
         self.kms = kms
         self.clock = clock
         self.stream = StreamSettings(settings.part_size, settings.workers)
+        self._references_cache: dict[Digest, set[Digest]] = {}
         self.writer: WriteBack = writer or StorageWriteBack(
             store, self.layout, f"{settings.state_prefix}staging/", self.stream
         )
@@ -194,8 +196,13 @@ class Sealer:
 
     # -- tags --------------------------------------------------------------
 
-    def seal_tag(self, repository: str, tag: str) -> SealResult:
-        """Seal the manifest a tag points at and move the tag to it."""
+    def seal_tag(
+        self, repository: str, tag: str, *, dry_run: bool = False
+    ) -> SealResult:
+        """Seal the manifest a tag points at and move the tag to it.
+
+        With ``dry_run`` nothing is written; the result says what would happen.
+        """
         key = self.layout.tag_link(repository, tag)
         base = SealResult(Outcome.SKIPPED, key, repository=repository, reference=tag)
         try:
@@ -215,6 +222,8 @@ class Sealer:
         team, policy = self._team_for(repository)
         if team is None:
             return replace(base, reason="no team claims the repository")
+        if dry_run:
+            return replace(base, outcome=Outcome.PENDING, reason=f"team {team.name}")
 
         sealed, work = self._seal_top(repository, parsed, team, policy)
         moved = self.writer.move_tag(
@@ -232,7 +241,9 @@ class Sealer:
 
     # -- push by digest ----------------------------------------------------
 
-    def seal_revision(self, repository: str, digest: Digest) -> SealResult:
+    def seal_revision(
+        self, repository: str, digest: Digest, *, dry_run: bool = False
+    ) -> SealResult:
         """Seal a manifest that was pushed by digest, with no tag.
 
         A tag push also writes a revision link first; such manifests are left
@@ -258,8 +269,19 @@ class Sealer:
             return replace(base, reason="no plaintext layers")
         if self._sealed_record(repository, digest) is not None:
             return replace(base, reason="already sealed")
-        if digest in self._tagged_digests(repository):
+        if self._still_tagged(repository, {digest}):
             return replace(base, reason="tagged; sealed through its tag")
+        if any(
+            digest in refs
+            for parent, refs in self._repository_references(repository).items()
+            if parent != digest
+        ):
+            return replace(base, reason="listed by an index; sealed with it")
+        team, policy = self._team_for(repository)
+        if team is None:
+            return replace(base, reason="no team claims the repository")
+        if dry_run:
+            return replace(base, outcome=Outcome.PENDING, reason=f"team {team.name}")
         age = self.clock() - info.last_modified.timestamp()
         if age < self.settings.digest_push_grace:
             raise RetryableError(
@@ -267,9 +289,6 @@ class Sealer:
                 f"{self.settings.digest_push_grace:.0f}s, when no index push can "
                 "still need it"
             )
-        team, policy = self._team_for(repository)
-        if team is None:
-            return replace(base, reason="no team claims the repository")
         sealed, work = self._seal_top(repository, parsed, team, policy)
         self._hide_plaintext(repository, parsed)
         return work.report(base, sealed)
@@ -537,22 +556,23 @@ class Sealer:
         hides it then. Blob data stays; the registry's garbage collection
         removes it once nothing links to it.
         """
-        tagged = self._tagged_digests(repository)
+        tag_index = self._tag_index(repository)
+        candidates = {plaintext.digest}
+        if isinstance(plaintext, mf.ImageIndex):
+            candidates.update(
+                child.digest
+                for child in plaintext.manifests
+                if child.media_type in mf.MANIFEST_TYPES | mf.INDEX_TYPES
+                and self._sealed_record(repository, child.digest) is not None
+            )
+        tagged = self._still_tagged(repository, candidates, tag_index)
         if plaintext.digest in tagged:
             logger.debug(
                 "%s still tagged in %s; not hidden yet", plaintext.digest, repository
             )
             return
         references = self._repository_references(repository)
-        hidden = {plaintext.digest}
-        if isinstance(plaintext, mf.ImageIndex):
-            hidden.update(
-                child.digest
-                for child in plaintext.manifests
-                if child.media_type in mf.MANIFEST_TYPES | mf.INDEX_TYPES
-                and child.digest not in tagged
-                and self._sealed_record(repository, child.digest) is not None
-            )
+        hidden = candidates - tagged
         while True:
             in_use = set().union(
                 *(refs for d, refs in references.items() if d not in hidden)
@@ -573,7 +593,7 @@ class Sealer:
                     if layer.digest not in in_use and not layer.urls:
                         self.writer.unlink_layer(repository, layer.digest)
             self.writer.unlink_manifest(
-                repository, digest, list(self._tags_indexing(repository, digest))
+                repository, digest, sorted(tag_index.get(digest, ()))
             )
 
     def _hide_sealed_sources(
@@ -608,10 +628,27 @@ class Sealer:
         return references
 
     def _referenced_digests(self, digest: Digest) -> set[Digest]:
-        """Digests a manifest of any kind references: layers, config, children."""
+        """Digests a manifest of any kind references: layers, config, children.
+
+        Manifests are content addressed, so the answer for a digest never
+        changes and is cached for the life of the sealer.
+        """
+        cached = self._references_cache.get(digest)
+        if cached is None:
+            cached = self._read_references(digest)
+            if cached is None:
+                return set()
+            if len(self._references_cache) > 10_000:
+                self._references_cache.clear()
+            self._references_cache[digest] = cached
+        return cached
+
+    def _read_references(self, digest: Digest) -> set[Digest] | None:
         try:
             doc = json.loads(self.store.get(self.layout.blob_data(digest)).data)
-        except (NotFoundError, ValueError):
+        except NotFoundError:
+            return None  # not cached: a missing blob says nothing lasting
+        except ValueError:
             return set()
         if not isinstance(doc, dict):
             return set()
@@ -663,19 +700,42 @@ class Sealer:
         except ManifestError:
             return None
 
-    def _tagged_digests(self, repository: str) -> set[Digest]:
-        """The digests the repository's tags currently point at."""
-        tagged = set()
-        for tag in self.store.list_children(self.layout.tags_prefix(repository)):
-            link = self._read_link(self.layout.tag_link(repository, tag))
-            if link is not None:
-                tagged.add(link)
-        return tagged
+    def _tag_index(self, repository: str) -> dict[Digest, set[str]]:
+        """For each manifest digest, the tags whose index links name it.
 
-    def _tags_indexing(self, repository: str, digest: Digest) -> Iterable[str]:
-        for tag in self.store.list_children(self.layout.tags_prefix(repository)):
-            if self.store.exists(self.layout.tag_index_link(repository, tag, digest)):
-                yield tag
+        One listing of the repository's ``_manifests/tags/``: a tag can only
+        point at a digest it has an index link for, because the registry (and
+        regseal) writes the index link before ``current/link``.
+        """
+        index: dict[Digest, set[str]] = {}
+        prefix = self.layout.tags_prefix(repository)
+        for key in self.store.list_keys(prefix):
+            tag, _, rest = key[len(prefix) :].partition("/")
+            if not rest.startswith("index/sha256/") or not rest.endswith("/link"):
+                continue
+            try:
+                digest = Digest.parse("sha256:" + rest[13:-5])
+            except ValueError:
+                continue
+            index.setdefault(digest, set()).add(tag)
+        return index
+
+    def _still_tagged(
+        self,
+        repository: str,
+        digests: set[Digest],
+        tag_index: dict[Digest, set[str]] | None = None,
+    ) -> set[Digest]:
+        """Which of ``digests`` a tag of the repository points at right now."""
+        if tag_index is None:
+            tag_index = self._tag_index(repository)
+        tagged = set()
+        for digest in digests:
+            for tag in sorted(tag_index.get(digest, ())):
+                if self._read_link(self.layout.tag_link(repository, tag)) == digest:
+                    tagged.add(digest)
+                    break
+        return tagged
 
     def _read_link(self, key: str) -> Digest | None:
         try:

@@ -1,0 +1,96 @@
+"""What a registry bucket holds: repositories, their tags and revisions.
+
+Built from one listing of the registry's ``repositories/`` prefix, so that a
+backfill or a status report over a large bucket lists it exactly once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass, field
+
+from regseal.digest import Digest
+from regseal.errors import FormatError
+from regseal.layout import LinkKind, RegistryLayout, validate_repository, validate_tag
+from regseal.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RepositoryInventory:
+    """The tags and manifest revisions of one repository."""
+
+    name: str
+    tags: set[str] = field(default_factory=set)
+    revisions: set[Digest] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which part of the bucket an operation covers.
+
+    Args:
+        pattern: a repository name or glob (``team-a/*``); None is everything.
+        tag: one tag of the matched repositories, or None for all.
+    """
+
+    pattern: str | None = None
+    tag: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> Selection:
+        """``REPO``, ``REPO:TAG``, a glob like ``team-a/*``, or None for all."""
+        if not text:
+            return cls()
+        pattern, _, tag = text.partition(":")
+        if not any(c in pattern for c in "*?["):
+            validate_repository(pattern)
+        if tag:
+            validate_tag(tag)
+        return cls(pattern, tag or None)
+
+    @property
+    def list_prefix(self) -> str:
+        """The longest literal prefix of the pattern, to narrow the listing."""
+        if self.pattern is None:
+            return ""
+        literal = self.pattern
+        for index, char in enumerate(self.pattern):
+            if char in "*?[":
+                literal = self.pattern[:index]
+                break
+        else:
+            return literal + "/"
+        return literal
+
+    def matches(self, repository: str) -> bool:
+        return self.pattern is None or fnmatch.fnmatchcase(repository, self.pattern)
+
+
+def scan(
+    store: ObjectStore, layout: RegistryLayout, selection: Selection
+) -> list[RepositoryInventory]:
+    """The selected repositories' inventories, from one paginated listing."""
+    found: dict[str, RepositoryInventory] = {}
+    prefix = layout.repositories_prefix + selection.list_prefix
+    for key in store.list_keys(prefix):
+        try:
+            link = layout.parse_key(key)
+        except FormatError as exc:
+            logger.debug("skipping %s: %s", key, exc)
+            continue
+        if link is None or link.kind not in (LinkKind.TAG, LinkKind.REVISION):
+            continue
+        if not selection.matches(link.repository):
+            continue
+        repository = found.setdefault(
+            link.repository, RepositoryInventory(link.repository)
+        )
+        if link.kind is LinkKind.TAG and link.tag is not None:
+            if selection.tag is None or selection.tag == link.tag:
+                repository.tags.add(link.tag)
+        elif link.digest is not None:
+            repository.revisions.add(link.digest)
+    return [found[name] for name in sorted(found)]

@@ -1,0 +1,148 @@
+"""``regseal seal`` (backfill) and ``regseal status``.
+
+Both act on the bucket named by ``--bucket`` or ``REGSEAL_BUCKET`` and take
+the rest of their settings from the same environment as the seal function
+(``REGSEAL_REGISTRY_ROOT``, ``REGSEAL_STATE_PREFIX``, ``REGSEAL_POLICY``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from regseal import backfill, status
+from regseal.inventory import Selection, scan
+from regseal.progress import ProgressBar
+from regseal.seal import Sealer
+from regseal.settings import Settings
+from regseal.wiring import build_sealer
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``seal`` and ``status`` commands."""
+    seal = commands.add_parser(
+        "seal",
+        help="seal existing images (backfill)",
+        description=(
+            "Seal every tag and untagged manifest of the selected repositories "
+            "that is still plaintext, as the seal function would. The bucket is "
+            "listed once; progress goes to a checkpoint file so that an "
+            "interrupted run can be resumed."
+        ),
+    )
+    seal.add_argument(
+        "selection",
+        nargs="?",
+        metavar="REPO[:TAG]",
+        help="a repository, REPO:TAG, or a glob such as 'team-a/*'",
+    )
+    seal.add_argument("--all", action="store_true", help="the whole bucket")
+    seal.add_argument("--dry-run", action="store_true", help="report, write nothing")
+    seal.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="JSON-lines progress file; an existing one resumes the run",
+    )
+    seal.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _bucket_options(seal)
+    seal.set_defaults(run=run_seal)
+
+    show = commands.add_parser(
+        "status",
+        help="show which tags are sealed, for whom",
+        description="Per tag: sealed or plaintext, keys, policy version, "
+        "and whether the plaintext is still reachable.",
+    )
+    show.add_argument("selection", nargs="?", metavar="REPO[:TAG]")
+    show.add_argument("--json", action="store_true", help="JSON lines, one per tag")
+    _bucket_options(show)
+    show.set_defaults(run=run_status)
+
+
+def _bucket_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bucket", help="the registry bucket (REGSEAL_BUCKET)")
+    parser.add_argument("--policy", help="the policy location (REGSEAL_POLICY)")
+
+
+def _sealer(args: argparse.Namespace) -> Sealer:
+    env = dict(os.environ)
+    if args.bucket:
+        env["REGSEAL_BUCKET"] = args.bucket
+    if args.policy:
+        env["REGSEAL_POLICY"] = args.policy
+    return build_sealer(Settings.from_env(env))
+
+
+def run_seal(args: argparse.Namespace) -> int:
+    if not args.selection and not args.all:
+        print("regseal seal: give REPO[:TAG], a glob, or --all", file=sys.stderr)
+        return 2
+    sealer = _sealer(args)
+    inventories = scan(sealer.store, sealer.layout, Selection.parse(args.selection))
+    checkpoint = backfill.Checkpoint(args.checkpoint) if args.checkpoint else None
+    bar = ProgressBar("sealing")
+
+    def progress(done: int, total: int, summary: backfill.Summary) -> None:
+        counts = " ".join(f"{k}={v}" for k, v in sorted(summary.outcomes.items()))
+        bar.update(done, total, counts)
+
+    try:
+        summary = backfill.run(
+            sealer,
+            inventories,
+            dry_run=args.dry_run,
+            checkpoint=checkpoint,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            "regseal seal: interrupted; run again with the same --checkpoint to resume",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        if checkpoint is not None:
+            checkpoint.close()
+    bar.close()
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        _print_summary(summary, args.dry_run)
+    return 1 if summary.failed else 0
+
+
+def _print_summary(summary: backfill.Summary, dry_run: bool) -> None:
+    title = "dry run: nothing written" if dry_run else "done"
+    print(f"{title}: {summary.total} items, {summary.resumed} already done")
+    for outcome, count in sorted(summary.outcomes.items()):
+        print(f"  {outcome:<10} {count}")
+    for reason, count in summary.skipped.most_common():
+        print(f"    skipped: {reason} ({count})")
+    for key, reason in summary.failed:
+        print(f"  failed: {key}: {reason}")
+
+
+def run_status(args: argparse.Namespace) -> int:
+    sealer = _sealer(args)
+    policy = sealer.policies.get()
+    inventories = scan(sealer.store, sealer.layout, Selection.parse(args.selection))
+    rows = status.statuses(sealer, inventories, policy)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row.to_json()))
+        return 0
+    print(f"{'TAG':<48} {'STATE':<10} {'TEAM':<12} {'CURRENT':<8} PLAINTEXT")
+    for row in rows:
+        reachable = {True: "reachable", False: "hidden", None: "-"}[
+            row.plaintext_reachable
+        ]
+        current = {True: "yes", False: "no", None: "-"}[row.current]
+        print(
+            f"{row.repository + ':' + row.tag:<48} {row.state:<10} "
+            f"{row.team or '-':<12} {current:<8} {reachable}"
+        )
+    return 0
