@@ -30,7 +30,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,7 +43,7 @@ from regseal.errors import (
     RetryableError,
 )
 from regseal.events import Action, ObjectEvent
-from regseal.kms import PROVIDER_NAME, KmsWrapper, encryption_context
+from regseal.kms import ANNOTATION_KMS, KmsWrapper, encryption_context
 from regseal.layerstream import StreamSettings
 from regseal.layout import LinkKind, RegistryLayout, decode_link
 from regseal.policy import Policy, PolicySource, Recipient, Team
@@ -115,7 +115,7 @@ class _Work:
     layers_reused: int = 0
     bytes_sealed: int = 0
 
-    def report(self, base: SealResult, sealed: _Sealed) -> SealResult:
+    def report(self, base: SealResult, sealed: SealedManifest) -> SealResult:
         return replace(
             base,
             outcome=Outcome.SEALED if self.layers_sealed else Outcome.REUSED,
@@ -128,7 +128,7 @@ class _Work:
 
 
 @dataclass(frozen=True)
-class _Sealed:
+class SealedManifest:
     """A manifest (or index) as sealed: its digest, bytes and media type."""
 
     digest: Digest
@@ -211,10 +211,10 @@ class Sealer:
             return replace(base, reason="tag no longer exists")
         digest = decode_link(current.data, key)
         base = replace(base, plaintext_digest=digest.value)
-        parsed = self._load_manifest(repository, digest)
+        parsed = self.load_manifest(repository, digest)
         if parsed is None:
             return replace(base, reason="not an image manifest")
-        if not self._has_plaintext(repository, parsed):
+        if not self.has_plaintext(repository, parsed):
             if not _is_sealed(parsed):
                 return replace(base, reason="already encrypted, not by regseal")
             self._hide_sealed_sources(repository, parsed)
@@ -262,14 +262,14 @@ class Sealer:
         info = self.store.head(key)
         if info is None:
             return replace(base, reason="revision no longer exists")
-        parsed = self._load_manifest(repository, digest)
+        parsed = self.load_manifest(repository, digest)
         if parsed is None:
             return replace(base, reason="not an image manifest")
-        if not self._has_plaintext(repository, parsed):
+        if not self.has_plaintext(repository, parsed):
             return replace(base, reason="no plaintext layers")
         if self._sealed_record(repository, digest) is not None:
             return replace(base, reason="already sealed")
-        if self._still_tagged(repository, {digest}):
+        if self.still_tagged(repository, {digest}):
             return replace(base, reason="tagged; sealed through its tag")
         if any(
             digest in refs
@@ -303,14 +303,14 @@ class Sealer:
         parsed: mf.ImageManifest | mf.ImageIndex,
         team: Team,
         policy: Policy,
-    ) -> tuple[_Sealed, _Work]:
+    ) -> tuple[SealedManifest, _Work]:
         self._check_blobs(repository, parsed)
         work = _Work()
         return self._seal_any(repository, parsed, team, policy, work, depth=0), work
 
     # -- manifests ---------------------------------------------------------
 
-    def _load_manifest(
+    def load_manifest(
         self, repository: str, digest: Digest
     ) -> mf.ImageManifest | mf.ImageIndex | None:
         """Read a manifest of ``repository``; None for kinds left alone."""
@@ -346,20 +346,20 @@ class Sealer:
         policy: Policy,
         work: _Work,
         depth: int,
-    ) -> _Sealed:
+    ) -> SealedManifest:
         record = self._sealed_record(repository, parsed.digest)
         if record is not None and record.get("policy") == policy.version:
             sealed_digest = Digest.parse(record["sealed"])
             if self.store.exists(self.layout.revision_link(repository, sealed_digest)):
                 data = self.store.get(self.layout.blob_data(sealed_digest)).data
                 work.layers_reused += int(record.get("layers", 0))
-                return _Sealed(sealed_digest, data, record["media_type"])
+                return SealedManifest(sealed_digest, data, record["media_type"])
         if isinstance(parsed, mf.ImageIndex):
             sealed = self._seal_index(repository, parsed, team, policy, work, depth)
         else:
             sealed = self._seal_image(repository, parsed, team, policy, work)
         self._write_manifest(repository, sealed)
-        self._write_record(
+        self.write_record(
             repository,
             parsed.digest,
             sealed,
@@ -376,7 +376,7 @@ class Sealer:
         policy: Policy,
         work: _Work,
         depth: int,
-    ) -> _Sealed:
+    ) -> SealedManifest:
         if depth >= MAX_INDEX_DEPTH:
             raise ManifestError(
                 f"index {index.digest} of {repository}: expected indexes nested at "
@@ -391,8 +391,8 @@ class Sealer:
             if child.media_type not in mf.MANIFEST_TYPES | mf.INDEX_TYPES:
                 children.append(child)
                 continue
-            parsed = self._load_manifest(repository, child.digest)
-            if parsed is None or not self._has_plaintext(repository, parsed, depth + 1):
+            parsed = self.load_manifest(repository, child.digest)
+            if parsed is None or not self.has_plaintext(repository, parsed, depth + 1):
                 children.append(child)  # attestations, artifacts, sealed ones
                 continue
             sealed = self._seal_any(repository, parsed, team, policy, work, depth + 1)
@@ -404,9 +404,9 @@ class Sealer:
                     size=len(sealed.data),
                 )
             )
-        annotations = _sealed_annotations(index.annotations, index.digest, team, policy)
+        annotations = sealed_annotations(index.annotations, index.digest, team, policy)
         data = mf.build_index(index, children, annotations)
-        return _Sealed(Digest.of(data), data, mf.OCI_INDEX)
+        return SealedManifest(Digest.of(data), data, mf.OCI_INDEX)
 
     def _seal_image(
         self,
@@ -415,7 +415,7 @@ class Sealer:
         team: Team,
         policy: Policy,
         work: _Work,
-    ) -> _Sealed:
+    ) -> SealedManifest:
         layers = [
             self._seal_layer(repository, layer, team, policy, work)
             for layer in image.layers
@@ -423,11 +423,11 @@ class Sealer:
         config = image.config
         if config.media_type == mf.DOCKER_CONFIG:
             config = replace(config, media_type=mf.OCI_CONFIG)
-        annotations = _sealed_annotations(image.annotations, image.digest, team, policy)
+        annotations = sealed_annotations(image.annotations, image.digest, team, policy)
         data = mf.build_manifest(image, config, layers, annotations)
-        return _Sealed(Digest.of(data), data, mf.OCI_MANIFEST)
+        return SealedManifest(Digest.of(data), data, mf.OCI_MANIFEST)
 
-    def _write_manifest(self, repository: str, sealed: _Sealed) -> None:
+    def _write_manifest(self, repository: str, sealed: SealedManifest) -> None:
         self.writer.write_manifest(
             repository, sealed.digest, sealed.data, sealed.media_type
         )
@@ -450,29 +450,14 @@ class Sealer:
             return reused
         source = self.layout.blob_data(layer.digest)
         options = ocicrypt.PrivateOptions.generate(layer.digest)
+        # The encryptor refuses (IntegrityError) a blob whose content is not
+        # the plaintext digest the options name, before anything is linked.
         encrypted = self.writer.write_layer(repository, source, layer.size, options)
-        if encrypted.plaintext_digest != layer.digest:
-            raise ManifestError(
-                f"layer {layer.digest} of {repository}: the blob's content hashes to "
-                f"{encrypted.plaintext_digest}"
-            )
-        private = options.to_json()
-        annotations = {
-            k: v
-            for k, v in layer.annotations.items()
-            if not k.startswith(ocicrypt.ENC_ANNOTATION_PREFIX)
-        }
+        annotations = ocicrypt.strip_enc_annotations(layer.annotations)
         annotations[ocicrypt.ANNOTATION_PUBOPTS] = ocicrypt.PublicOptions(
             encrypted.hmac
         ).to_annotation()
-        if team.recipients:
-            recipients = [_recipient(r) for r in team.recipients]
-            annotations[ocicrypt.ANNOTATION_JWE] = jwe.wrap_all(private, recipients)
-        annotations[ocicrypt.PROVIDER_ANNOTATION_PREFIX + PROVIDER_NAME] = (
-            self.kms.wrap(
-                private, team.kms_key, encryption_context(repository, layer.digest)
-            )
-        )
+        annotations.update(self.wrap_layer_keys(repository, options, team))
         sealed = mf.Descriptor(
             ocicrypt.encrypted_media_type(layer.media_type),
             encrypted.digest,
@@ -486,13 +471,24 @@ class Sealer:
                 if k not in {"annotations", "mediaType"}
             },
         )
-        self._put_json(
-            self._layer_record_key(repository, layer.digest),
-            {"policy": policy.version, "descriptor": sealed.to_json()},
-        )
+        self.write_layer_record(repository, layer.digest, sealed, policy)
         work.layers_sealed += 1
         work.bytes_sealed += layer.size
         return sealed
+
+    def wrap_layer_keys(
+        self, repository: str, options: ocicrypt.PrivateOptions, team: Team
+    ) -> dict[str, str]:
+        """The key annotations of a layer: one JWE per recipient, one KMS item."""
+        private = options.to_json()
+        keys: dict[str, str] = {}
+        if team.recipients:
+            recipients = [_recipient(r) for r in team.recipients]
+            keys[ocicrypt.ANNOTATION_JWE] = jwe.wrap_all(private, recipients)
+        keys[ANNOTATION_KMS] = self.kms.wrap(
+            private, team.kms_key, encryption_context(repository, options.digest)
+        )
+        return keys
 
     def _check_blobs(
         self, repository: str, parsed: mf.ImageManifest | mf.ImageIndex, depth: int = 0
@@ -506,7 +502,7 @@ class Sealer:
         if isinstance(parsed, mf.ImageIndex):
             for child in parsed.manifests:
                 if child.media_type in mf.MANIFEST_TYPES | mf.INDEX_TYPES:
-                    loaded = self._load_manifest(repository, child.digest)
+                    loaded = self.load_manifest(repository, child.digest)
                     if loaded is not None:
                         self._check_blobs(repository, loaded, depth + 1)
             return
@@ -556,7 +552,7 @@ class Sealer:
         hides it then. Blob data stays; the registry's garbage collection
         removes it once nothing links to it.
         """
-        tag_index = self._tag_index(repository)
+        tag_index = self.tag_index(repository)
         candidates = {plaintext.digest}
         if isinstance(plaintext, mf.ImageIndex):
             candidates.update(
@@ -565,7 +561,7 @@ class Sealer:
                 if child.media_type in mf.MANIFEST_TYPES | mf.INDEX_TYPES
                 and self._sealed_record(repository, child.digest) is not None
             )
-        tagged = self._still_tagged(repository, candidates, tag_index)
+        tagged = self.still_tagged(repository, candidates, tag_index)
         if plaintext.digest in tagged:
             logger.debug(
                 "%s still tagged in %s; not hidden yet", plaintext.digest, repository
@@ -667,7 +663,7 @@ class Sealer:
                     continue
         return found
 
-    def _has_plaintext(
+    def has_plaintext(
         self, repository: str, parsed: mf.ImageManifest | mf.ImageIndex, depth: int = 0
     ) -> bool:
         """True when some layer (or some child's layer) is still plaintext."""
@@ -685,10 +681,8 @@ class Sealer:
                 raise ManifestError(
                     f"index {parsed.digest} of {repository} lists itself"
                 )
-            loaded = self._load_manifest(repository, child.digest)
-            if loaded is not None and self._has_plaintext(
-                repository, loaded, depth + 1
-            ):
+            loaded = self.load_manifest(repository, child.digest)
+            if loaded is not None and self.has_plaintext(repository, loaded, depth + 1):
                 return True
         return False
 
@@ -696,11 +690,11 @@ class Sealer:
         self, repository: str, digest: Digest
     ) -> mf.ImageManifest | mf.ImageIndex | None:
         try:
-            return self._load_manifest(repository, digest)
+            return self.load_manifest(repository, digest)
         except ManifestError:
             return None
 
-    def _tag_index(self, repository: str) -> dict[Digest, set[str]]:
+    def tag_index(self, repository: str) -> dict[Digest, set[str]]:
         """For each manifest digest, the tags whose index links name it.
 
         One listing of the repository's ``_manifests/tags/``: a tag can only
@@ -720,7 +714,7 @@ class Sealer:
             index.setdefault(digest, set()).add(tag)
         return index
 
-    def _still_tagged(
+    def still_tagged(
         self,
         repository: str,
         digests: set[Digest],
@@ -728,7 +722,7 @@ class Sealer:
     ) -> set[Digest]:
         """Which of ``digests`` a tag of the repository points at right now."""
         if tag_index is None:
-            tag_index = self._tag_index(repository)
+            tag_index = self.tag_index(repository)
         tagged = set()
         for digest in digests:
             for tag in sorted(tag_index.get(digest, ())):
@@ -754,11 +748,11 @@ class Sealer:
     def _sealed_record(self, repository: str, digest: Digest) -> dict[str, Any] | None:
         return self._get_json(self._sealed_record_key(repository, digest))
 
-    def _write_record(
+    def write_record(
         self,
         repository: str,
         plaintext: Digest,
-        sealed: _Sealed,
+        sealed: SealedManifest,
         policy: Policy,
         layers: int,
     ) -> None:
@@ -770,6 +764,19 @@ class Sealer:
                 "policy": policy.version,
                 "layers": layers,
             },
+        )
+
+    def write_layer_record(
+        self,
+        repository: str,
+        plaintext: Digest | str,
+        sealed: mf.Descriptor,
+        policy: Policy,
+    ) -> None:
+        """Remember how a plaintext layer of the repository was sealed."""
+        self._put_json(
+            self._layer_record_key(repository, Digest.parse(str(plaintext))),
+            {"policy": policy.version, "descriptor": sealed.to_json()},
         )
 
     def _get_json(self, key: str) -> dict[str, Any] | None:
@@ -786,7 +793,7 @@ class Sealer:
         self.store.put(key, mf.dumps(doc), content_type="application/json")
 
 
-def _sealed_annotations(
+def sealed_annotations(
     original: dict[str, str] | Any, plaintext: Digest, team: Team, policy: Policy
 ) -> dict[str, str]:
     annotations = dict(original)
@@ -799,6 +806,21 @@ def _sealed_annotations(
             f"{r.name}={recipient_fingerprint(r)}" for r in team.recipients
         )
     return annotations
+
+
+def sealed_for(annotations: Mapping[str, str], team: Team) -> bool:
+    """True when a sealed manifest's keys are the team's current keys."""
+    wanted = sorted(f"{r.name}={recipient_fingerprint(r)}" for r in team.recipients)
+    have = sorted(
+        item
+        for item in annotations.get(mf.ANNOTATION_RECIPIENTS, "").split(",")
+        if item
+    )
+    return (
+        annotations.get(mf.ANNOTATION_TEAM) == team.name
+        and annotations.get(mf.ANNOTATION_KMS_KEY) == team.kms_key
+        and wanted == have
+    )
 
 
 def recipient_fingerprint(recipient: Recipient) -> str:

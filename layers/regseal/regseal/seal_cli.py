@@ -1,4 +1,4 @@
-"""``regseal seal`` (backfill) and ``regseal status``.
+"""``regseal seal`` (backfill), ``regseal rewrap`` and ``regseal status``.
 
 Both act on the bucket named by ``--bucket`` or ``REGSEAL_BUCKET`` and take
 the rest of their settings from the same environment as the seal function
@@ -13,9 +13,12 @@ import os
 import sys
 from pathlib import Path
 
-from regseal import backfill, status
+from regseal import backfill, jwe, status
+from regseal.errors import RegsealError
 from regseal.inventory import Selection, scan
+from regseal.layerkeys import LayerKeys
 from regseal.progress import ProgressBar
+from regseal.rewrap import Rewrapper
 from regseal.seal import Sealer
 from regseal.settings import Settings
 from regseal.wiring import build_sealer
@@ -49,6 +52,36 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     seal.add_argument("--json", action="store_true", help="print the summary as JSON")
     _bucket_options(seal)
     seal.set_defaults(run=run_seal)
+
+    rewrap = commands.add_parser(
+        "rewrap",
+        help="re-wrap sealed images for the policy's current keys",
+        description=(
+            "Re-wrap the layer keys of sealed images whose team's recipients or "
+            "KMS key changed in the policy. Layer blobs are not touched; the tag "
+            "moves to a manifest with new key annotations and the old sealed "
+            "manifest is unlinked. Opening the old keys needs KMS Decrypt on the "
+            "old key (the caller's AWS credentials) or a JWE private key (--key). "
+            "A recipient that already read a layer key keeps it: re-seal with "
+            "fresh keys to cut it off."
+        ),
+    )
+    rewrap.add_argument("selection", nargs="?", metavar="REPO[:TAG]")
+    rewrap.add_argument("--all", action="store_true", help="the whole bucket")
+    rewrap.add_argument(
+        "--key",
+        type=Path,
+        action="append",
+        default=[],
+        help="JWE private key (PEM) to open layer keys with; repeatable",
+    )
+    rewrap.add_argument(
+        "--no-kms", action="store_true", help="do not try KMS Decrypt, only --key"
+    )
+    rewrap.add_argument("--force", action="store_true", help="even if current")
+    rewrap.add_argument("--dry-run", action="store_true", help="report, write nothing")
+    _bucket_options(rewrap)
+    rewrap.set_defaults(run=run_rewrap)
 
     show = commands.add_parser(
         "status",
@@ -124,6 +157,33 @@ def _print_summary(summary: backfill.Summary, dry_run: bool) -> None:
         print(f"    skipped: {reason} ({count})")
     for key, reason in summary.failed:
         print(f"  failed: {key}: {reason}")
+
+
+def run_rewrap(args: argparse.Namespace) -> int:
+    if not args.selection and not args.all:
+        print("regseal rewrap: give REPO[:TAG], a glob, or --all", file=sys.stderr)
+        return 2
+    sealer = _sealer(args)
+    private_keys = [
+        jwe.load_private_key(path.read_bytes(), source=str(path)) for path in args.key
+    ]
+    keys = LayerKeys(None if args.no_kms else sealer.kms, private_keys)
+    rewrapper = Rewrapper(sealer, keys)
+    inventories = scan(sealer.store, sealer.layout, Selection.parse(args.selection))
+    failed = 0
+    for inventory in inventories:
+        for tag in sorted(inventory.tags):
+            name = f"{inventory.name}:{tag}"
+            try:
+                result = rewrapper.rewrap_tag(
+                    inventory.name, tag, force=args.force, dry_run=args.dry_run
+                )
+            except RegsealError as exc:
+                failed += 1
+                print(f"{name}: failed: {exc}")
+                continue
+            print(f"{name}: {result.outcome.value}: {result.reason}")
+    return 1 if failed else 0
 
 
 def run_status(args: argparse.Namespace) -> int:

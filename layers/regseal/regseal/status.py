@@ -17,7 +17,7 @@ from regseal.errors import RegsealError
 from regseal.inventory import RepositoryInventory
 from regseal.layout import decode_link
 from regseal.policy import Policy
-from regseal.seal import Sealer, recipient_fingerprint
+from regseal.seal import Sealer, sealed_for
 
 
 class State(enum.Enum):
@@ -56,12 +56,12 @@ def tag_status(sealer: Sealer, repository: str, tag: str, policy: Policy) -> Tag
     key = sealer.layout.tag_link(repository, tag)
     try:
         digest = decode_link(sealer.store.get(key).data, key)
-        parsed = sealer._load_manifest(repository, digest)
+        parsed = sealer.load_manifest(repository, digest)
     except RegsealError as exc:
         return _replace(base, detail=str(exc))
     if parsed is None:
         return _replace(base, state=State.NOT_IMAGE.value, digest=digest.value)
-    if sealer._has_plaintext(repository, parsed):
+    if sealer.has_plaintext(repository, parsed):
         return _replace(base, state=State.PLAINTEXT.value, digest=digest.value)
     annotations = parsed.annotations
     if mf.ANNOTATION_PLAINTEXT not in annotations:
@@ -84,12 +84,7 @@ def tag_status(sealer: Sealer, repository: str, tag: str, policy: Policy) -> Tag
     except RegsealError:
         team = None
     if team is not None:
-        wanted = tuple(f"{r.name}={recipient_fingerprint(r)}" for r in team.recipients)
-        current = (
-            team.name == team_name
-            and team.kms_key == annotations.get(mf.ANNOTATION_KMS_KEY)
-            and sorted(wanted) == sorted(recipients)
-        )
+        current = sealed_for(annotations, team)
     return _replace(
         base,
         state=State.SEALED.value,

@@ -1,0 +1,57 @@
+"""`regseal seal`, `regseal status` and `regseal rewrap` against moto."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from regseal.cli import main
+from tests.functional.conftest import BUCKET
+from tests.support.registry import random_layer
+
+
+@pytest.fixture
+def cli_env(stack, tmp_path, monkeypatch):
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(stack.policy))
+    monkeypatch.setenv("REGSEAL_BUCKET", BUCKET)
+    monkeypatch.setenv("REGSEAL_POLICY", f"file:{policy}")
+    return policy
+
+
+def test_seal_then_status_then_rewrap(stack, cli_env, capsys):
+    plain = stack.registry.push_image("team-a/app", "1", [random_layer()])
+    stack.registry.push_image("other/app", "1", [random_layer()])
+
+    assert main(["seal", "--all", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["outcomes"]["sealed"] == 1
+    assert summary["skipped"] == {
+        "no team claims the repository": 1,
+        "revision no longer exists": 1,
+        "tagged; sealed through its tag": 1,
+    }
+
+    assert main(["status", "--json"]) == 0
+    rows = {
+        (r["repository"], r["tag"]): r
+        for r in map(json.loads, capsys.readouterr().out.splitlines())
+    }
+    assert rows[("team-a/app", "1")]["state"] == "sealed"
+    assert rows[("team-a/app", "1")]["plaintext_digest"] == plain.digest.value
+    assert rows[("team-a/app", "1")]["plaintext_reachable"] is False
+    assert rows[("other/app", "1")]["state"] == "plaintext"
+
+    assert main(["rewrap", "team-a/app:1", "--dry-run"]) == 0
+    assert "already wrapped for the current keys" in capsys.readouterr().out
+
+
+def test_seal_needs_a_selection(cli_env, capsys):
+    assert main(["seal"]) == 2
+    assert "give REPO[:TAG]" in capsys.readouterr().err
+
+
+def test_bad_selection_is_a_clear_error(cli_env, capsys):
+    assert main(["status", "Team-A/App"]) == 1
+    assert "expected a repository name" in capsys.readouterr().err
