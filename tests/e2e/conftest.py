@@ -1,8 +1,10 @@
 """The local stack as the e2e tests' fixture: ``regseal local up`` in a subprocess.
 
-The stack runs the placeholder seal handler of ``fixtures/seal_placeholder.py``,
-which records the events the pump hands it, until the real seal function is
-part of the checkout.
+The session's stack runs the real seal function (``functions/seal/app.py``, the
+stack's default), so the seal tests exercise push, S3 event, SQS, pump,
+handler and registry together. The pump-contract test runs a stack of its own
+with the placeholder handler of ``fixtures/seal_placeholder.py``, which only
+records the events the pump hands it.
 """
 
 import contextlib
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from regseal.local.cli import SEAL_HANDLER_VARIABLE
 from regseal.local.state import StackState
 
 PLACEHOLDER_HANDLER = Path(__file__).parent / "fixtures" / "seal_placeholder.py"
@@ -42,6 +45,10 @@ class RunningStack:
             return []
         return [json.loads(line) for line in self.event_log.read_text().splitlines()]
 
+    def output_lines(self):
+        """The lines ``regseal local up`` printed so far (the handler's log too)."""
+        return self.output.read_text(errors="replace").splitlines()
+
 
 def process_exists(pid):
     try:
@@ -53,25 +60,25 @@ def process_exists(pid):
 
 
 @contextlib.contextmanager
-def running_stack(directory):
-    """Start ``regseal local up`` in ``directory``; stop it by PID afterwards."""
+def running_stack(directory, handler=None):
+    """Start ``regseal local up`` in ``directory``; stop it by PID afterwards.
+
+    Args:
+        directory: where the state file, the work directory and the output go.
+        handler: the seal function module to run; ``None`` for the stack's
+            default, the checkout's real ``functions/seal/app.py``.
+    """
     state_file = directory / "state.json"
     event_log = directory / "events.jsonl"
     output = directory / "stack.out"
     environment = {**os.environ, "REGSEAL_TEST_EVENT_LOG": str(event_log)}
+    environment.pop(SEAL_HANDLER_VARIABLE, None)
+    command = [sys.executable, "-m", "regseal", "local", "up", "--state", state_file]
+    if handler is not None:
+        command += ["--seal-handler", handler]
     with output.open("wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "regseal",
-                "local",
-                "up",
-                "--state",
-                str(state_file),
-                "--seal-handler",
-                str(PLACEHOLDER_HANDLER),
-            ],
+            [str(part) for part in command],
             env=environment,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -109,8 +116,16 @@ def start_stack():
     return running_stack
 
 
+@pytest.fixture
+def placeholder_stack(tmp_path):
+    """A stack of the test's own whose seal handler only records its events."""
+    with running_stack(tmp_path, handler=PLACEHOLDER_HANDLER) as stack:
+        yield stack
+
+
 @pytest.fixture(scope="session")
 def local_stack_run(tmp_path_factory):
+    """The session's stack, running the real seal function."""
     with running_stack(tmp_path_factory.mktemp("local-stack")) as stack:
         yield stack
 

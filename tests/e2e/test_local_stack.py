@@ -103,8 +103,8 @@ def test_moto_serves_s3_kms_sqs_and_ssm_on_one_endpoint(local_stack):
     assert ssm.get_parameter(Name="/regseal-e2e/probe")["Parameter"]["Value"] == "here"
 
 
-def test_push_reaches_the_handler_as_a_lambda_sqs_event(local_stack_run, tmp_path):
-    state = local_stack_run.state
+def test_push_reaches_the_handler_as_a_lambda_sqs_event(placeholder_stack, tmp_path):
+    state = placeholder_stack.state
     write_sample_image(tmp_path / "img", big_layer_bytes=64 * 1024)
     tag_link = (
         "docker/registry/v2/repositories/e2e/push/_manifests/tags/1.0/current/link"
@@ -123,7 +123,7 @@ def test_push_reaches_the_handler_as_a_lambda_sqs_event(local_stack_run, tmp_pat
     )
 
     def tag_event():
-        for entry in local_stack_run.events():
+        for entry in placeholder_stack.events():
             for record in entry["event"]["Records"]:
                 for s3_record in json.loads(record["body"]).get("Records", []):
                     key = urllib.parse.unquote_plus(s3_record["s3"]["object"]["key"])
