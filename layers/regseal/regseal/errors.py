@@ -63,3 +63,11 @@ class PreconditionFailedError(StorageError):
 
 class RetryableError(RegsealError):
     """The state is not ready yet; delivering the event again may succeed."""
+
+
+class TufError(RegsealError):
+    """TUF metadata cannot be built, signed or trusted as the operation needs."""
+
+
+class VerificationError(TufError):
+    """A client-side check failed: metadata, target or manifest is not trusted."""
