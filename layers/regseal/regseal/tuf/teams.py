@@ -7,7 +7,7 @@ team is looked up in that team's role only.
 
 Team names are lowercase words joined by single hyphens (``team-a``): no ``/``
 (ngclient would quote it into ``%2F``) and no ``.``, which is kept for the names
-of a team's hash bins (``team-a.bin-0f``, see :mod:`regseal.tuf.bins`).
+of a team's hash bins (``team-a.bins-v8-0f``, see :mod:`regseal.tuf.bins`).
 
 A team's own settings travel in its delegation as custom fields, so every
 writer agrees on them without configuration:

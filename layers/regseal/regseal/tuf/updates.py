@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tuf.api.metadata import DelegatedRole, Delegations, Metadata, TargetFile, Targets
+from tuf.api.metadata import (
+    DelegatedRole,
+    Delegations,
+    Metadata,
+    SuccinctRoles,
+    TargetFile,
+    Targets,
+)
 
 from regseal.errors import (
     PolicyError,
@@ -34,7 +41,7 @@ from regseal.errors import (
     RetryableError,
     TufError,
 )
-from regseal.tuf.bins import bin_prefix, partition, succinct_roles
+from regseal.tuf.bins import partition, succinct_roles
 from regseal.tuf.messages import TargetsChanged
 from regseal.tuf.repository import MetadataRepository, RoleSigners, SignerSource, utcnow
 from regseal.tuf.settings import DAY
@@ -354,13 +361,12 @@ class TargetsWriter:
         if delegations is None or delegations.succinct_roles is None:
             outcome.changed = _apply_changes(team_md.signed.targets, changes)
             outcome.holders = {path: team for path in changes}
+            split = None
             if len(team_md.signed.targets) > delegation.bin_threshold:
-                self._split(repo, team_md, role, targets, delegation)
+                split = self._split(repo, team_md, role, targets, delegation)
+            if split is not None:
                 outcome.split = True
-                assert team_md.signed.delegations is not None
-                bins = team_md.signed.delegations.succinct_roles
-                assert bins is not None
-                outcome.holders = {p: bins.get_role_for_target(p) for p in changes}
+                outcome.holders = {p: split.get_role_for_target(p) for p in changes}
             elif outcome.changed or team in force:
                 repo.close(team, team_md)
             return outcome
@@ -399,35 +405,46 @@ class TargetsWriter:
         role: DelegatedRole,
         targets: Targets,
         delegation: TeamDelegation,
-    ) -> None:
-        """Move a team role's targets into hash bins (see regseal.tuf.bins)."""
+    ) -> SuccinctRoles | None:
+        """Move a team role's targets into new hash bins (see regseal.tuf.bins).
+
+        Returns:
+            The succinct delegation written, or None when another writer is
+            splitting from the same version (``team_md`` is then unchanged and
+            the caller writes it flat).
+        """
         assert targets.delegations is not None
         team = delegation.name
+        version = team_md.signed.version + 1
         succinct = succinct_roles(
-            team, role.keyids, role.threshold, delegation.bin_bits
+            team, version, role.keyids, role.threshold, delegation.bin_bits
         )
-        everything = dict(team_md.signed.targets)
-        team_md.signed.targets = {}
-        team_md.signed.delegations = Delegations(
+        split = Metadata[Targets].from_bytes(team_md.to_bytes())
+        split.signed.targets = {}
+        split.signed.delegations = Delegations(
             keys={k: targets.delegations.keys[k] for k in role.keyids},
             succinct_roles=succinct,
         )
-        # Bins first: the team role must never delegate to a missing bin. A bin
-        # left by an earlier split that lost its race is simply overwritten by
-        # a newer version.
-        for name, content in partition(succinct, everything).items():
-            repo.set_delegator(name, team_md.signed, delegation.expiry)
-            bin_md = repo.open(name)
-            bin_md.signed.targets = content
-            bin_md.signed.delegations = None
-            repo.close(name, bin_md)
-        repo.close(team, team_md)
+        # Bins first: the team role must never delegate to a missing bin.
+        try:
+            for name, content in partition(succinct, team_md.signed.targets).items():
+                repo.set_delegator(name, split.signed, delegation.expiry)
+                if repo.stored(name) is not None:
+                    raise PreconditionFailedError(f"{name}: taken by another split")
+                bin_md = repo.open(name)
+                bin_md.signed.targets = content
+                repo.close(name, bin_md)
+        except PreconditionFailedError as exc:
+            logger.debug("split of %s v%d taken (%s); writing flat", team, version, exc)
+            return None
+        repo.close(team, split)
         logger.debug(
             "split team %s: %d targets into %d bins",
             team,
-            len(everything),
+            len(team_md.signed.targets),
             2**delegation.bin_bits,
         )
+        return succinct
 
     def _signed_under_old_delegation(
         self, team: str, outcome: _Attempt, repo: MetadataRepository
@@ -448,7 +465,7 @@ class TargetsWriter:
             stale.add(team)
         if team_md is not None:
             for role in repo.written:
-                if role == team or not role.startswith(bin_prefix(team)):
+                if role == team or team_of_role(role) != team:
                     continue
                 check.set_delegator(role, team_md.signed, delegation.expiry)
                 bin_md = check.load(role)
