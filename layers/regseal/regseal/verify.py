@@ -78,7 +78,8 @@ class ImageReference:
         """
         host, slash, rest = text.partition("/")
         repository, colon, tag = rest.rpartition(":")
-        if not slash or not colon or "/" in tag or not host or "@" in text:
+        is_host = "." in host or ":" in host or host in ("localhost",)
+        if not slash or not colon or "/" in tag or not is_host or "@" in text:
             raise FormatError(
                 f"expected HOST/REPOSITORY:TAG (e.g. 127.0.0.1:5000/team-a/app:v1), "
                 f"got {text!r}"

@@ -41,7 +41,8 @@ _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX = re.compile(r"(?:[A-Za-z0-9!_.*'()-]+/)*")
-_NAME = re.compile(r"(?:[1-9][0-9]*\.)?[A-Za-z0-9][A-Za-z0-9._-]*\.json")
+# VERSION.ROLE.json, or the one unversioned file.
+_NAME = re.compile(r"[1-9][0-9]*\.[a-z0-9][a-z0-9._-]*\.json|timestamp\.json")
 
 # Versioned metadata files are immutable, so a process may keep them. The cache
 # is bounded by total bytes so that a warm Lambda does not grow without limit.
