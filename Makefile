@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test unit lint typecheck demo bench clean
+.PHONY: setup test unit lint typecheck demo bench bench-tuf clean
 
 setup:
 	./scripts/bootstrap.sh
@@ -27,6 +27,9 @@ demo: setup
 
 bench: setup
 	$(PY) -m regseal.bench
+
+bench-tuf: setup
+	$(PY) -m regseal.tuf.bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build .aws-sam

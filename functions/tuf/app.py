@@ -116,11 +116,17 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     if result.held_back:
         logger.error("tuf roles held back", extra={"held_back": dict(result.held_back)})
+    if result.offline_expiring:
+        logger.warning(
+            "offline tuf roles expire soon",
+            extra={"roles": list(result.offline_expiring)},
+        )
     response.update(
         snapshot_version=result.snapshot_version,
         timestamp_version=result.timestamp_version,
         snapshot_written=result.snapshot_written,
         timestamp_written=result.timestamp_written,
         held_back=sorted(result.held_back),
+        offline_expiring=list(result.offline_expiring),
     )
     return response

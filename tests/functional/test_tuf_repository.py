@@ -290,3 +290,10 @@ def test_bulk_add_writes_one_version_per_role(world):
     assert len(update.changed) == 50
     team = json.loads(world.get_raw("2.team-a.json"))
     assert len(team["signed"]["targets"]) == 50
+
+
+def test_refresh_warns_when_offline_roles_near_expiry(world):
+    assert world.refresh().offline_expiring == ()
+    later = world.publisher(clock=lambda: utcnow() + timedelta(days=340))
+    result = later.refresh_snapshot_and_timestamp()
+    assert result.offline_expiring == ("root", "targets")

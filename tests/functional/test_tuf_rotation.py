@@ -5,7 +5,9 @@ from tuf.api.metadata import Metadata
 
 from regseal.errors import TufError
 from regseal.tuf import admin
-from regseal.tuf.signers import generate_key_file, load_signer
+from regseal.tuf.repository import MetadataRepository, RoleSigners
+from regseal.tuf.signers import generate_key_file, load_signer, public_key_for
+from regseal.tuf.updates import TargetsWriter
 from tests.support.tuf_world import custom, manifest, tuf_world
 
 
@@ -167,3 +169,43 @@ def test_team_key_rotation_with_hash_bins(world):
     updater = world.updater()
     for n in range(5):
         assert updater.get_targetinfo(f"team-b/app/tags/v{n}") is not None
+
+
+def test_writer_resigns_its_version_when_targets_moves_during_the_write(
+    world, monkeypatch
+):
+    new_key = public_key_for(world.kms_key(), online=True)
+
+    def delegate_to_new_key_only():
+        repo = MetadataRepository(
+            world.store,
+            RoleSigners({"targets": [load_signer(world.targets_key)]}),
+            world.settings.expiry_for,
+        )
+        with repo.edit_targets() as targets:
+            targets.delegations.keys[new_key.keyid] = new_key
+            targets.delegations.roles["team-a"].keyids = [new_key.keyid]
+
+    original = TargetsWriter._signed_under_old_delegation
+    calls = []
+
+    def rotate_then_check(self, team, outcome, repo):
+        if not calls:
+            delegate_to_new_key_only()
+        calls.append(team)
+        return original(self, team, outcome, repo)
+
+    monkeypatch.setattr(
+        TargetsWriter, "_signed_under_old_delegation", rotate_then_check
+    )
+    update = world.writer().add_target(
+        "team-a", "team-a/app", "v2", manifest(2), custom()
+    )
+    assert len(calls) == 2
+    assert update.changed is True
+    assert update.written == {"team-a": update.version}
+    latest = Metadata.from_bytes(world.get_raw(f"{update.version}.team-a.json"))
+    assert set(latest.signatures) == {new_key.keyid}
+    assert "team-a/app/tags/v2" in latest.signed.targets
+    assert world.refresh().held_back == {}
+    assert world.updater().get_targetinfo("team-a/app/tags/v2") is not None

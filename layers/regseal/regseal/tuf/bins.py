@@ -1,7 +1,8 @@
 """Hash bins: how a team role that grew too large is split (TAP 15).
 
 A team role holds its targets itself until it would hold more than the team's
-bin threshold (default 2048 targets, about 550 KB of metadata). The writer that
+bin threshold (default 2048 targets, about 950 KB of metadata with
+regseal's custom fields). The writer that
 crosses the threshold splits it: it writes ``2**bits`` new bins, each holding
 the targets whose sha256(path) starts with its index, and then version ``N+1``
 of the team role with no targets of its own and a succinct delegation to the

@@ -50,6 +50,8 @@ from regseal.tuf.updates import TargetsWriter
 
 logger = logging.getLogger(__name__)
 
+OFFLINE_WARNING = timedelta(days=30)
+
 
 @dataclass(frozen=True)
 class RefreshResult:
@@ -64,6 +66,8 @@ class RefreshResult:
         resigned: team roles and bins re-signed because they neared expiry.
         held_back: role -> reason, for newest versions that did not verify (or
             could not be re-signed); these need an operator.
+        offline_expiring: root or targets when they expire within
+            ``OFFLINE_WARNING`` (30 days): only operators can re-sign them.
     """
 
     snapshot_version: int
@@ -73,6 +77,7 @@ class RefreshResult:
     updated: Mapping[str, int] = field(default_factory=dict)
     resigned: tuple[str, ...] = ()
     held_back: Mapping[str, str] = field(default_factory=dict)
+    offline_expiring: tuple[str, ...] = ()
 
 
 @dataclass
@@ -210,6 +215,7 @@ class Publisher:
             },
             resigned=tuple(resigned),
             held_back=dict(walk.held_back),
+            offline_expiring=self._offline_expiring(root, walk, now),
         )
         logger.debug(
             "refresh: snapshot v%d (%s), timestamp v%d (%s), %d held back",
@@ -220,6 +226,16 @@ class Publisher:
             len(result.held_back),
         )
         return result
+
+    @staticmethod
+    def _offline_expiring(root: Root, walk: _Walk, now: datetime) -> tuple[str, ...]:
+        expiring = []
+        if root.expires - now <= OFFLINE_WARNING:
+            expiring.append("root")
+        targets = walk.listed.get("targets")
+        if targets is not None and targets.signed.expires - now <= OFFLINE_WARNING:
+            expiring.append("targets")
+        return tuple(expiring)
 
     def _walk(
         self,
@@ -326,8 +342,3 @@ class Publisher:
                 due.append(role)
         # Team roles before their bins: a re-signed team role stays valid.
         return sorted(due, key=lambda r: (team_of_role(r), r != team_of_role(r), r))
-
-
-def expires_within(md: Metadata[Targets], now: datetime, window: timedelta) -> bool:
-    """Whether ``md`` expires before ``now + window``."""
-    return bool(md.signed.expires <= now + window)

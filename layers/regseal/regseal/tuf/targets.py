@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -330,8 +330,3 @@ class TargetRecord:
 def same_target(a: TargetFile, b: TargetFile) -> bool:
     """Whether two target files say exactly the same thing."""
     return bool(a.to_dict() == b.to_dict() and a.path == b.path)
-
-
-def paths_of(records: Sequence[TargetRecord]) -> list[str]:
-    """The target paths of ``records``, in order."""
-    return [record.path for record in records]

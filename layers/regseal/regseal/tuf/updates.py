@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -270,11 +270,14 @@ class TargetsWriter:
         check_team(team)
         force = set(resign)
         written: dict[str, int] = {}
+        landed: set[str] = set()
         last_error: Exception | None = None
         for attempt in range(self._max_attempts):
             repo = self.repository()
             try:
-                outcome = self._attempt(repo, team, changes, force, written, sync_keys)
+                outcome = self._attempt(
+                    repo, team, changes, force, written, sync_keys, landed
+                )
             except (PreconditionFailedError, _StaleRole) as exc:
                 written.update(repo.written)
                 last_error = exc
@@ -294,7 +297,7 @@ class TargetsWriter:
                     role: repo.stored_version(role)
                     for role in {*outcome.holders.values(), *repo.written}
                 },
-                changed=tuple(outcome.changed),
+                changed=tuple(path for path in changes if path in landed),
                 written=written,
                 split=outcome.split,
             )
@@ -335,7 +338,9 @@ class TargetsWriter:
         force: set[str],
         ours: Mapping[str, int],
         sync_keys: bool,
+        landed: set[str],
     ) -> _Attempt:
+        """One read-modify-write; paths whose change was written go in ``landed``."""
         repo.root_md()
         targets_md = repo.load_trusted("targets")
         if targets_md.signed.version == 0:
@@ -369,6 +374,7 @@ class TargetsWriter:
                 outcome.holders = {p: split.get_role_for_target(p) for p in changes}
             elif outcome.changed or team in force:
                 repo.close(team, team_md)
+            landed.update(outcome.changed)
             return outcome
 
         succinct = delegations.succinct_roles
@@ -396,6 +402,7 @@ class TargetsWriter:
             outcome.changed.extend(changed)
             if changed or name in force or sync_keys:
                 repo.close(name, bin_md)
+                landed.update(changed)
         return outcome
 
     def _split(
@@ -472,12 +479,3 @@ class TargetsWriter:
                 if bin_md is not None and not check.is_trusted(role, bin_md):
                     stale.add(role)
         return stale & (set(repo.written) | {team})
-
-
-def records_for(
-    repository: str, tags: Sequence[tuple[str, bytes]], custom: TargetCustom
-) -> list[TargetRecord]:
-    """Records of several tags of one repository (a convenience for backfills)."""
-    return [
-        TargetRecord.for_manifest(repository, tag, data, custom) for tag, data in tags
-    ]
