@@ -2,8 +2,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from tuf.api.exceptions import DownloadHTTPError, DownloadLengthMismatchError
 
 from regseal.errors import NotFoundError, PreconditionFailedError, StorageError
+from regseal.tuf.fetcher import S3Fetcher
 from regseal.tuf.store import MetadataLocation, MetadataStore
 
 
@@ -87,3 +89,15 @@ def test_location_parse(url, bucket, prefix):
 def test_location_parse_refuses_other_urls(url):
     with pytest.raises(StorageError):
         MetadataLocation.parse(url)
+
+
+def test_s3_fetcher_reports_missing_objects_as_http_404(store):
+    store.create("1.root.json", b"root bytes")
+    fetcher = S3Fetcher(store.client)
+    assert fetcher.download_bytes("s3://meta/tuf/1.root.json", 100) == b"root bytes"
+    assert fetcher.bytes_fetched == len(b"root bytes")
+    with pytest.raises(DownloadHTTPError) as info:
+        fetcher.download_bytes("s3://meta/tuf/2.root.json", 100)
+    assert info.value.status_code == 404
+    with pytest.raises(DownloadLengthMismatchError):
+        fetcher.download_bytes("s3://meta/tuf/1.root.json", 4)
