@@ -20,7 +20,7 @@ LAYER_TARGET_FLAGS := --platform $(LAYER_PLATFORM) --python-version $(LAYER_PYTH
 	--implementation cp --no-compile
 endif
 
-.PHONY: setup test unit lint typecheck demo bench clean layer layer-lock
+.PHONY: setup test unit lint typecheck demo bench clean layer layer-lock bench-tuf
 
 setup:
 	./scripts/bootstrap.sh
@@ -61,6 +61,9 @@ layer: setup
 
 layer-lock: setup
 	$(PY) scripts/lock_layer.py
+
+bench-tuf: setup
+	$(PY) -m regseal.tuf.bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build .aws-sam

@@ -67,3 +67,11 @@ class RetryableError(RegsealError):
 
 class LocalStackError(RegsealError):
     """The local stack could not start, or a process it runs stopped on its own."""
+
+
+class TufError(RegsealError):
+    """TUF metadata cannot be built, signed or trusted as the operation needs."""
+
+
+class VerificationError(TufError):
+    """A client-side check failed: metadata, target or manifest is not trusted."""

@@ -1,0 +1,314 @@
+"""``regseal verify HOST/REPO:TAG``: check a tag against regseal's TUF metadata.
+
+The check is the one a consumer relies on: python-tuf's reference client
+(ngclient, unmodified) runs the TUF client workflow from a trusted root file
+(root chain, timestamp, snapshot, targets and the team's delegated role, with
+every signature, version, expiry, length and hash rule of the specification),
+finds the target ``<repository>/tags/<tag>``, and then the manifest the registry
+serves for the tag must have exactly the target's length and sha256.
+
+Metadata comes from an ``http(s)://`` URL or from ``s3://bucket/prefix/``
+(:class:`regseal.tuf.fetcher.S3Fetcher`). Trusted metadata is cached per
+metadata URL (``~/.cache/regseal/tuf/`` by default), so a later run also
+rejects metadata rolled back below what an earlier run trusted.
+
+The registry is asked over HTTPS, or over plain HTTP for a loopback registry
+(``127.0.0.1``, ``localhost``, ``[::1]``: the local stack) or with
+``--insecure``. Requests are anonymous.
+
+NOTE: registries that require a login (token or basic authentication) are not
+supported yet; verify against a registry that serves the manifest anonymously.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import ssl
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuf.api import exceptions as tuf_errors
+from tuf.api.metadata import TargetFile
+from tuf.ngclient import FetcherInterface, Updater
+
+from regseal.errors import FormatError, RegsealError, VerificationError
+from regseal.tuf.fetcher import S3Fetcher
+from regseal.tuf.targets import check_repository, check_tag, target_path
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+_LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    """``HOST/REPOSITORY:TAG``.
+
+    Attributes:
+        host: registry host, optionally with ``:port``.
+        repository: OCI repository name.
+        tag: OCI tag.
+    """
+
+    host: str
+    repository: str
+    tag: str
+
+    @classmethod
+    def parse(cls, text: str) -> ImageReference:
+        """Parse a reference; the registry host is required.
+
+        Raises:
+            FormatError: not ``HOST/REPOSITORY:TAG``.
+        """
+        host, slash, rest = text.partition("/")
+        repository, colon, tag = rest.rpartition(":")
+        is_host = "." in host or ":" in host or host in ("localhost",)
+        if not slash or not colon or "/" in tag or not is_host or "@" in text:
+            raise FormatError(
+                f"expected HOST/REPOSITORY:TAG (e.g. 127.0.0.1:5000/team-a/app:v1), "
+                f"got {text!r}"
+            )
+        return cls(host, check_repository(repository), check_tag(tag))
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.repository}:{self.tag}"
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the registry is on this machine."""
+        if self.host.startswith("["):
+            name = self.host.split("]")[0] + "]"
+        else:
+            name = self.host.split(":")[0]
+        return name in _LOOPBACK
+
+    def manifest_url(self, insecure: bool = False) -> str:
+        """``GET`` URL of the tag's manifest."""
+        scheme = "http" if insecure or self.loopback else "https"
+        return f"{scheme}://{self.host}/v2/{self.repository}/manifests/{self.tag}"
+
+
+@dataclass(frozen=True)
+class VerifiedManifest:
+    """A tag whose manifest matched its TUF target.
+
+    Attributes:
+        reference: the image reference.
+        target_path: the TUF target path.
+        digest: sha256 digest of the manifest.
+        length: manifest length in bytes.
+        custom: the target's custom fields.
+    """
+
+    reference: ImageReference
+    target_path: str
+    digest: str
+    length: int
+    custom: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": str(self.reference),
+            "target": self.target_path,
+            "digest": self.digest,
+            "length": self.length,
+            "custom": self.custom,
+        }
+
+
+def default_cache_dir(metadata_url: str) -> Path:
+    """Where trusted metadata for ``metadata_url`` is kept between runs."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    name = hashlib.sha256(metadata_url.encode()).hexdigest()[:16]
+    return Path(base) / "regseal" / "tuf" / name
+
+
+def trusted_target(
+    path: str,
+    *,
+    root: bytes,
+    metadata_url: str,
+    cache_dir: Path,
+    fetcher: FetcherInterface | None = None,
+) -> TargetFile:
+    """Run the TUF client workflow and return the target at ``path``.
+
+    Raises:
+        VerificationError: metadata not trusted, or no such target.
+    """
+    if fetcher is None and metadata_url.startswith("s3://"):
+        fetcher = S3Fetcher()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        updater = Updater(
+            metadata_dir=str(cache_dir),
+            metadata_base_url=metadata_url,
+            fetcher=fetcher,
+            bootstrap=root,
+        )
+        updater.refresh()
+        target = updater.get_targetinfo(path)
+    except tuf_errors.ExpiredMetadataError as exc:
+        raise VerificationError(f"metadata expired: {exc}") from exc
+    except tuf_errors.BadVersionNumberError as exc:
+        raise VerificationError(f"metadata rolled back: {exc}") from exc
+    except tuf_errors.UnsignedMetadataError as exc:
+        raise VerificationError(f"metadata not signed by trusted keys: {exc}") from exc
+    except tuf_errors.LengthOrHashMismatchError as exc:
+        raise VerificationError(f"metadata does not match snapshot: {exc}") from exc
+    except tuf_errors.RepositoryError as exc:
+        raise VerificationError(f"metadata not trusted: {exc}") from exc
+    except tuf_errors.DownloadError as exc:
+        raise VerificationError(f"cannot download metadata: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise VerificationError(f"cannot use the trusted root or cache: {exc}") from exc
+    if target is None:
+        raise VerificationError(
+            f"unknown target: no TUF target {path!r} in the metadata at {metadata_url}"
+        )
+    return target
+
+
+def fetch_manifest(
+    reference: ImageReference, *, insecure: bool = False, timeout: float = 30.0
+) -> bytes:
+    """The manifest bytes the registry serves for the tag.
+
+    Raises:
+        VerificationError: the registry does not serve it.
+    """
+    url = reference.manifest_url(insecure)
+    request = urllib.request.Request(  # noqa: S310 (scheme chosen above)
+        url, headers={"Accept": ", ".join(MANIFEST_TYPES)}
+    )
+    context = ssl.create_default_context() if url.startswith("https:") else None
+    try:
+        with urllib.request.urlopen(  # noqa: S310
+            request, timeout=timeout, context=context
+        ) as response:
+            data: bytes = response.read(MAX_MANIFEST_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise VerificationError(f"registry: GET {url} answered {exc.code}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise VerificationError(f"registry: GET {url} failed ({exc})") from exc
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise VerificationError(
+            f"registry: {url} served more than {MAX_MANIFEST_BYTES} bytes"
+        )
+    return data
+
+
+def verify(
+    reference: ImageReference,
+    *,
+    root: bytes,
+    metadata_url: str,
+    cache_dir: Path | None = None,
+    insecure: bool = False,
+    fetcher: FetcherInterface | None = None,
+    timeout: float = 30.0,
+) -> VerifiedManifest:
+    """Verify that the registry serves the manifest TUF says the tag has.
+
+    Raises:
+        VerificationError: with the reason (expired or rolled-back metadata,
+            unknown target, digest or length mismatch, registry error).
+    """
+    path = target_path(reference.repository, reference.tag)
+    target = trusted_target(
+        path,
+        root=root,
+        metadata_url=metadata_url,
+        cache_dir=cache_dir or default_cache_dir(metadata_url),
+        fetcher=fetcher,
+    )
+    data = fetch_manifest(reference, insecure=insecure, timeout=timeout)
+    served = "sha256:" + hashlib.sha256(data).hexdigest()
+    expected = "sha256:" + target.hashes.get("sha256", "?")
+    if served != expected or len(data) != target.length:
+        raise VerificationError(
+            f"manifest mismatch for {reference}: the registry serves {served} "
+            f"({len(data)} bytes), TUF says {expected} ({target.length} bytes)"
+        )
+    try:
+        target.verify_length_and_hashes(data)
+    except tuf_errors.LengthOrHashMismatchError as exc:
+        raise VerificationError(f"manifest mismatch for {reference}: {exc}") from exc
+    custom = target.custom if isinstance(target.custom, dict) else {}
+    return VerifiedManifest(reference, path, served, len(data), dict(custom))
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``verify`` on an argparse subparsers object."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "verify",
+        help="check that a tag's manifest is the one signed in TUF",
+        description="Run the TUF client workflow from a trusted root, then compare "
+        "the manifest the registry serves for the tag with the signed target.",
+    )
+    parser.add_argument("reference", help="HOST/REPOSITORY:TAG")
+    parser.add_argument(
+        "--root", required=True, type=Path, help="trusted root.json to start from"
+    )
+    parser.add_argument(
+        "--metadata",
+        default=os.environ.get("REGSEAL_TUF_METADATA_URL"),
+        help="metadata base URL: https://... or s3://bucket/prefix/ "
+        "(default $REGSEAL_TUF_METADATA_URL)",
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, help="trusted metadata cache (default per URL)"
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="use plain HTTP for a registry that is not on loopback",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``regseal verify``; exit status 0 when verified, 1 otherwise."""
+    try:
+        if not args.metadata:
+            raise VerificationError(
+                "no metadata URL: give --metadata or set REGSEAL_TUF_METADATA_URL"
+            )
+        reference = ImageReference.parse(args.reference)
+        try:
+            root = Path(args.root).read_bytes()
+        except OSError as exc:
+            raise VerificationError(f"cannot read trusted root {args.root}") from exc
+        result = verify(
+            reference,
+            root=root,
+            metadata_url=args.metadata,
+            cache_dir=args.cache_dir,
+            insecure=args.insecure,
+        )
+    except RegsealError as exc:
+        print(f"regseal verify: FAILED: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_json(), sort_keys=True))
+    else:
+        print(f"verified {result.reference} {result.digest} ({result.length} bytes)")
+    return 0

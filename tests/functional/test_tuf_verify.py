@@ -1,0 +1,198 @@
+import hashlib
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from regseal.errors import FormatError, VerificationError
+from regseal.tuf.cli import main
+from regseal.tuf.repository import utcnow
+from regseal.verify import MANIFEST_TYPES, ImageReference, verify
+from tests.support.tuf_world import BUCKET, custom, manifest, tuf_world
+
+
+class _Registry:
+    """A loopback HTTP server: registry manifests, and TUF metadata from S3."""
+
+    def __init__(self, s3):
+        self.manifests: dict[tuple[str, str], bytes] = {}
+        self.accept_headers: list[str] = []
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = registry.answer(self.path, self.headers.get("Accept", ""), s3)
+                if body is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, args=(0.05,), daemon=True
+        )
+        self.thread.start()
+
+    def answer(self, path, accept, s3):
+        if path.startswith("/v2/") and "/manifests/" in path:
+            self.accept_headers.append(accept)
+            repository, _, tag = path[4:].rpartition("/manifests/")
+            return self.manifests.get((repository, tag))
+        if path.startswith("/metadata/"):
+            try:
+                reply = s3.get_object(Bucket=BUCKET, Key="tuf/" + path[10:])
+            except s3.exceptions.NoSuchKey:
+                return None
+            return reply["Body"].read()
+        return None
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    with tuf_world(tmp_path, monkeypatch) as w:
+        w.add_team("team-a", "team-a/*")
+        w.writer().add_target("team-a", "team-a/app", "v1", manifest(1), custom())
+        w.refresh()
+        yield w
+
+
+@pytest.fixture
+def registry(world):
+    server = _Registry(world.s3)
+    server.manifests[("team-a/app", "v1")] = manifest(1)
+    yield server
+    server.close()
+
+
+def _verify(world, registry, tag="v1", **kwargs):
+    kwargs.setdefault("cache_dir", world.tmp / "cache")
+    kwargs.setdefault("metadata_url", world.store.location.url)
+    return verify(
+        ImageReference.parse(f"{registry.host}/team-a/app:{tag}"),
+        root=world.root,
+        **kwargs,
+    )
+
+
+def test_verify_accepts_the_signed_manifest(world, registry):
+    result = _verify(world, registry)
+    assert result.digest == "sha256:" + hashlib.sha256(manifest(1)).hexdigest()
+    assert result.length == len(manifest(1))
+    assert result.target_path == "team-a/app/tags/v1"
+    assert result.custom["platforms"] == ["linux/amd64"]
+    accept = registry.accept_headers[-1]
+    assert all(media_type in accept for media_type in MANIFEST_TYPES)
+
+
+def test_verify_reads_metadata_over_http_too(world, registry):
+    result = _verify(world, registry, metadata_url=f"http://{registry.host}/metadata/")
+    assert result.length == len(manifest(1))
+
+
+def test_verify_rejects_a_manifest_that_differs_from_the_target(world, registry):
+    registry.manifests[("team-a/app", "v1")] = manifest(1) + b" "
+    with pytest.raises(VerificationError, match="manifest mismatch"):
+        _verify(world, registry)
+
+
+def test_verify_rejects_an_unknown_tag(world, registry):
+    registry.manifests[("team-a/app", "v9")] = manifest(9)
+    with pytest.raises(VerificationError, match="unknown target"):
+        _verify(world, registry, tag="v9")
+
+
+def test_verify_rejects_expired_metadata(world, registry):
+    world.publisher(
+        clock=lambda: utcnow() - timedelta(days=3)
+    ).refresh_snapshot_and_timestamp(force=True)
+    with pytest.raises(VerificationError, match="metadata expired"):
+        _verify(world, registry)
+
+
+def test_verify_rejects_rolled_back_metadata(world, registry):
+    old = world.get_raw("timestamp.json")
+    world.refresh(force=True)
+    _verify(world, registry)
+    world.put_raw("timestamp.json", old)
+    with pytest.raises(VerificationError, match="metadata rolled back"):
+        _verify(world, registry)
+
+
+def test_verify_reports_a_registry_that_does_not_serve_the_tag(world, registry):
+    del registry.manifests[("team-a/app", "v1")]
+    with pytest.raises(VerificationError, match="answered 404"):
+        _verify(world, registry)
+
+
+def test_verify_command_exit_status_and_reason(world, registry, capsys):
+    root = world.tmp / "root.json"
+    root.write_bytes(world.root)
+    argv = [
+        "verify",
+        f"{registry.host}/team-a/app:v1",
+        "--root",
+        str(root),
+        "--metadata",
+        world.store.location.url,
+        "--cache-dir",
+        str(world.tmp / "cli-cache"),
+        "--json",
+    ]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["digest"] == "sha256:" + hashlib.sha256(manifest(1)).hexdigest()
+
+    registry.manifests[("team-a/app", "v1")] = b"{}"
+    assert main(argv) == 1
+    assert "FAILED: manifest mismatch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "url"),
+    [
+        (
+            "127.0.0.1:5000/team-a/app:v1",
+            "http://127.0.0.1:5000/v2/team-a/app/manifests/v1",
+        ),
+        ("localhost/a:b", "http://localhost/v2/a/manifests/b"),
+        ("[::1]:5000/a:b", "http://[::1]:5000/v2/a/manifests/b"),
+        ("registry.example/a/b:c", "https://registry.example/v2/a/b/manifests/c"),
+    ],
+)
+def test_manifest_url_uses_http_only_for_loopback(text, url):
+    assert ImageReference.parse(text).manifest_url() == url
+
+
+def test_insecure_allows_plain_http_elsewhere():
+    reference = ImageReference.parse("registry.example:5000/a:b")
+    assert reference.manifest_url(insecure=True).startswith("http://registry.example")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "team-a/app",
+        "team-a/app:v1",
+        "host.example/app",
+        "host.example/App:v1",
+        "host.example/a@sha256:ab",
+        "host:v1",
+    ],
+)
+def test_bad_references_are_refused(text):
+    with pytest.raises(FormatError):
+        ImageReference.parse(text)
