@@ -49,6 +49,8 @@ from regseal.layout import LinkKind, RegistryLayout, decode_link
 from regseal.policy import Policy, PolicySource, Recipient, Team
 from regseal.settings import Settings
 from regseal.storage import ObjectStore
+from regseal.targetlog import TargetLog
+from regseal.tuf.targets import TargetCustom
 from regseal.writeback import StorageWriteBack, WriteBack
 
 logger = logging.getLogger(__name__)
@@ -155,6 +157,7 @@ class Sealer:
         kms: KmsWrapper,
         clock: Callable[[], float] = time.time,
         writer: WriteBack | None = None,
+        targets: TargetLog | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -163,6 +166,7 @@ class Sealer:
         self.kms = kms
         self.clock = clock
         self.stream = StreamSettings(settings.part_size, settings.workers)
+        self.targets = targets
         self._references_cache: dict[Digest, set[Digest]] = {}
         self.writer: WriteBack = writer or StorageWriteBack(
             store, self.layout, f"{settings.state_prefix}staging/", self.stream
@@ -185,6 +189,8 @@ class Sealer:
         if link is None:
             return SealResult(Outcome.IGNORED, event.key, "not a tag or revision link")
         if event.action is Action.REMOVED:
+            if link.kind is LinkKind.TAG and link.tag is not None:
+                return self.forget_tag(link.repository, link.tag)
             return SealResult(Outcome.IGNORED, event.key, "removal")
         if link.kind is LinkKind.TAG:
             assert link.tag is not None
@@ -217,6 +223,7 @@ class Sealer:
         if not self.has_plaintext(repository, parsed):
             if not _is_sealed(parsed):
                 return replace(base, reason="already encrypted, not by regseal")
+            self._record_target(repository, tag, parsed, None)
             self._hide_sealed_sources(repository, parsed)
             return replace(base, reason="already sealed")
         team, policy = self._team_for(repository)
@@ -236,8 +243,78 @@ class Sealer:
                 reason="tag moved while sealing; the newer push is sealed by its "
                 "own event",
             )
+        self._record_target(repository, tag, sealed, team)
         self._hide_plaintext(repository, parsed)
         return work.report(base, sealed)
+
+    def forget_tag(self, repository: str, tag: str) -> SealResult:
+        """A tag link was removed: drop its TUF target if the tag is really gone."""
+        key = self.layout.tag_link(repository, tag)
+        base = SealResult(Outcome.IGNORED, key, repository=repository, reference=tag)
+        if self.targets is None:
+            return replace(base, reason="removal")
+        if self.store.exists(key):
+            return replace(base, reason="tag exists again")
+        team = self.policies.get().team_for(repository)
+        if team is None:
+            return replace(base, reason="no team claims the repository")
+        changed = self.targets.forget(team.name, repository, tag)
+        return replace(
+            base,
+            outcome=Outcome.SKIPPED,
+            reason="target removed" if changed else "no target to remove",
+        )
+
+    def _record_target(
+        self,
+        repository: str,
+        tag: str,
+        sealed: SealedManifest | mf.ImageManifest | mf.ImageIndex,
+        team: Team | None,
+    ) -> None:
+        """Sign the tag's sealed manifest into the team's TUF targets role."""
+        if self.targets is None:
+            return
+        if isinstance(sealed, SealedManifest):
+            data, parsed = sealed.data, mf.parse(sealed.data, str(sealed.digest))
+        else:
+            data = self.store.get(self.layout.blob_data(sealed.digest)).data
+            parsed = sealed
+        if team is None:
+            team = self.policies.get().team_for(repository)
+            if team is None:
+                return
+        annotations = parsed.annotations
+        custom = TargetCustom(
+            media_type=parsed.media_type,
+            plaintext_digest=annotations.get(mf.ANNOTATION_PLAINTEXT),
+            platforms=tuple(self._platforms(repository, parsed)),
+            kms_key=annotations.get(mf.ANNOTATION_KMS_KEY),
+            recipients=tuple(
+                r for r in annotations.get(mf.ANNOTATION_RECIPIENTS, "").split(",") if r
+            ),
+        )
+        self.targets.record(team.name, repository, tag, data, custom)
+
+    def _platforms(
+        self, repository: str, parsed: mf.ImageManifest | mf.ImageIndex
+    ) -> list[str]:
+        if isinstance(parsed, mf.ImageIndex):
+            found = []
+            for child in parsed.manifests:
+                platform = child.platform or {}
+                name = _platform_name(platform)
+                if name and name != "unknown/unknown":
+                    found.append(name)
+            return found
+        try:
+            config = json.loads(
+                self.store.get(self.layout.blob_data(parsed.config.digest)).data
+            )
+        except (NotFoundError, ValueError):
+            return []
+        name = _platform_name(config) if isinstance(config, dict) else None
+        return [name] if name else []
 
     # -- push by digest ----------------------------------------------------
 
@@ -832,6 +909,20 @@ def recipient_fingerprint(recipient: Recipient) -> str:
 def _recipient(recipient: Recipient) -> jwe.Recipient:
     return jwe.Recipient.from_pem(
         recipient.public_key.encode(), source=f"policy recipient {recipient.name}"
+    )
+
+
+def _platform_name(doc: Mapping[str, Any]) -> str | None:
+    """``os/architecture[/variant]`` of a platform object or image config."""
+    os_name, architecture = doc.get("os"), doc.get("architecture")
+    if not isinstance(os_name, str) or not isinstance(architecture, str):
+        return None
+    if not os_name or not architecture:
+        return None
+    variant = doc.get("variant")
+    return "/".join(
+        [os_name, architecture]
+        + ([variant] if isinstance(variant, str) and variant else [])
     )
 
 

@@ -35,6 +35,10 @@ class Settings:
         digest_push_grace: seconds a manifest pushed by digest (no tag) must
             have existed before it is sealed on its own, so that an index
             being pushed can still find its plaintext children.
+        tuf_bucket: where TUF metadata lives; None turns TUF targets off.
+        tuf_prefix: the metadata prefix in that bucket.
+        tuf_queue_url: the TUF function's "targets changed" queue; None
+            leaves snapshot and timestamp to its schedule.
     """
 
     bucket: str
@@ -44,6 +48,9 @@ class Settings:
     part_size: int = 16 * MiB
     workers: int = 4
     digest_push_grace: float = 60.0
+    tuf_bucket: str | None = None
+    tuf_prefix: str = "tuf/"
+    tuf_queue_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +74,9 @@ class Settings:
             part_size=_int(env, "REGSEAL_PART_SIZE_MIB", 16) * MiB,
             workers=_int(env, "REGSEAL_WORKERS", 4),
             digest_push_grace=float(_int(env, "REGSEAL_DIGEST_PUSH_GRACE_SECONDS", 60)),
+            tuf_bucket=env.get("REGSEAL_TUF_BUCKET") or None,
+            tuf_prefix=env.get("REGSEAL_TUF_PREFIX", "tuf/"),
+            tuf_queue_url=env.get("REGSEAL_TUF_QUEUE_URL") or None,
         )
 
 

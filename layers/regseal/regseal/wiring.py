@@ -17,6 +17,7 @@ from regseal.policy import PolicySource
 from regseal.seal import Sealer
 from regseal.settings import Settings
 from regseal.storage import ObjectStore
+from regseal.targetlog import TargetLog, TufTargetLog, sqs_notifier
 
 
 def s3_client(max_pool: int = 32) -> Any:
@@ -30,10 +31,29 @@ def s3_client(max_pool: int = 32) -> Any:
 def build_sealer(settings: Settings | None = None) -> Sealer:
     """The seal operation wired to the ambient AWS environment."""
     settings = settings or Settings.from_env()
-    store = ObjectStore(s3_client(max_pool=4 * settings.workers + 4), settings.bucket)
+    client = s3_client(max_pool=4 * settings.workers + 4)
+    store = ObjectStore(client, settings.bucket)
     return Sealer(
         store,
         settings,
         PolicySource(settings.policy_location),
         KmsWrapper(boto3.client("kms")),
+        targets=build_target_log(settings, client),
     )
+
+
+def build_target_log(settings: Settings, client: Any) -> TargetLog | None:
+    """The TUF target log the settings ask for, or None when TUF is off."""
+    if settings.tuf_bucket is None:
+        return None
+    from regseal.tuf import MetadataLocation, MetadataStore, TargetsWriter
+
+    store = MetadataStore(
+        client, MetadataLocation(settings.tuf_bucket, settings.tuf_prefix)
+    )
+    notify = (
+        sqs_notifier(boto3.client("sqs"), settings.tuf_queue_url)
+        if settings.tuf_queue_url
+        else None
+    )
+    return TufTargetLog(TargetsWriter(store), notify)
