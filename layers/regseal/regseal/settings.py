@@ -35,6 +35,10 @@ class Settings:
         digest_push_grace: seconds a manifest pushed by digest (no tag) must
             have existed before it is sealed on its own, so that an index
             being pushed can still find its plaintext children.
+        max_receive_count: how often the event queue delivers a message
+            before it moves it to the dead-letter queue (the redrive
+            policy's ``maxReceiveCount``); 0 when unknown. The handler logs a
+            failure as an error only on the last delivery.
     """
 
     bucket: str
@@ -44,6 +48,7 @@ class Settings:
     part_size: int = 16 * MiB
     workers: int = 4
     digest_push_grace: float = 60.0
+    max_receive_count: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +72,7 @@ class Settings:
             part_size=_int(env, "REGSEAL_PART_SIZE_MIB", 16) * MiB,
             workers=_int(env, "REGSEAL_WORKERS", 4),
             digest_push_grace=float(_int(env, "REGSEAL_DIGEST_PUSH_GRACE_SECONDS", 60)),
+            max_receive_count=_int(env, "REGSEAL_MAX_RECEIVE_COUNT", 0),
         )
 
 

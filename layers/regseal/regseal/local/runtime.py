@@ -61,9 +61,15 @@ def seal_environment(
     registry_root: str,
     state_prefix: str,
     policy_location: str,
+    max_receive_count: int | None = None,
 ) -> dict[str, str]:
-    """The environment the deployed seal function gets, aimed at the stack."""
-    return {
+    """The environment the deployed seal function gets, aimed at the stack.
+
+    Args:
+        max_receive_count: the event queue's ``maxReceiveCount``, so that the
+            function logs a failure as an error once, on the last delivery.
+    """
+    environment = {
         **aws_environment(endpoint=endpoint, region=region),
         "REGSEAL_BUCKET": bucket,
         "REGSEAL_REGISTRY_ROOT": registry_root,
@@ -71,6 +77,9 @@ def seal_environment(
         "REGSEAL_POLICY": policy_location,
         "POWERTOOLS_SERVICE_NAME": "regseal",
     }
+    if max_receive_count is not None:
+        environment["REGSEAL_MAX_RECEIVE_COUNT"] = str(max_receive_count)
+    return environment
 
 
 def load_handler(path: Path, environment: Mapping[str, str]) -> Handler:
