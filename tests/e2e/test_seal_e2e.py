@@ -605,3 +605,38 @@ def test_bad_input_ends_in_the_dead_letter_queue_with_one_error_and_no_change(
         if r.level == "ERROR" and r.fields.get("key") not in culprits
     ]
     assert "Traceback" not in stack.output.read_text()
+
+
+# -- 9. pushed by digest, no tag ------------------------------------------------
+
+
+def test_image_pushed_by_digest_is_sealed_after_the_grace(stack, tmp_path):
+    repository = "e2e/by-digest"
+    image = write_image_layout(tmp_path / "image", [tar_layer(unique_files("digest"))])
+    revisions = f"{REGISTRY_ROOT}repositories/{repository}/_manifests/revisions/"
+    plaintext_revision = stack.revision_link_key(repository, image.digest)
+
+    skopeo.push(image.reference, f"{stack.state.registry}/{repository}@{image.digest}")
+    plaintext = stack.stored_manifest(image.digest)
+
+    def sealed_revision():
+        keys = stack.keys(revisions)
+        if plaintext_revision in keys or len(keys) != 1:
+            return None
+        return "sha256:" + keys[0].split("/")[-2]
+
+    try:
+        sealed_digest = wait_for(
+            sealed_revision, timeout=SEAL_TIMEOUT, what=f"{repository} sealed"
+        )
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}; the stack's output ends with:\n{stack.log_tail()}")
+    sealed_reference = f"{stack.state.registry}/{repository}@{sealed_digest}"
+    sealed = skopeo.inspect_json(sealed_reference)
+    pulled = decrypt(stack, sealed_reference, tmp_path / "decrypted")
+
+    assert is_sealed(sealed)
+    assert sealed["annotations"][PLAINTEXT_ANNOTATION] == image.digest
+    assert stack.registry_get(f"{repository}/manifests/{image.digest}") == 404
+    assert pulled.manifest.layer_digests == plaintext.layer_digests
+    assert_layers_are_the_tars_of_the_config(pulled)

@@ -142,3 +142,17 @@ def test_seal_environment_passes_the_queue_receive_limit_when_given():
     )
 
     assert environment["REGSEAL_MAX_RECEIVE_COUNT"] == "3"
+
+
+def test_seal_environment_passes_the_digest_push_grace_when_given():
+    environment = seal_environment(
+        endpoint="http://127.0.0.1:9",
+        region="us-east-1",
+        bucket="registry",
+        registry_root="/",
+        state_prefix="regseal/",
+        policy_location="s3://registry/regseal/policy.json",
+        digest_push_grace=10,
+    )
+
+    assert environment["REGSEAL_DIGEST_PUSH_GRACE_SECONDS"] == "10"
