@@ -1,12 +1,17 @@
 """Sealing on the real stack: skopeo pushes, the registry writes S3, moto sends
 the events to SQS, the pump runs functions/seal/app.py, skopeo decrypts.
 
-Every test pushes an image that it builds as an OCI layout, waits until the
-registry serves it sealed, and checks the result through the same unmodified
-skopeo a runtime would use. The plaintext layer digests a test expects come
-from the registry's storage right after the push (skopeo gzips uncompressed
-layers on the way), read by digest from blob data, which a seal never
-deletes.
+Each seal test pushes an image that it builds as an OCI layout, waits until
+the registry serves it sealed, and checks the result through the same
+unmodified skopeo a runtime would use. The plaintext layer digests a test
+expects come from the registry's storage right after the push (skopeo gzips
+uncompressed layers on the way), read by digest from blob data, which a seal
+never deletes. The bad-input tests write their objects straight into the
+bucket, as a broken client or a hand edit would, and follow the messages to
+the dead-letter queue.
+
+The tests share the session's stack and run one after another; each starts
+once the event queue is empty, so the events a test sees are its own.
 """
 
 import gzip
