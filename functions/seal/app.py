@@ -5,6 +5,11 @@ Consumes SQS batches whose messages carry S3 notifications or EventBridge
 reports failed messages individually so that only they are retried (and,
 after the queue's receive limit, land in the dead-letter queue). Direct
 invocations with an S3 or EventBridge event are accepted too.
+
+A failure is logged as an error once, on the delivery after which the queue
+gives up on the message (``REGSEAL_MAX_RECEIVE_COUNT``, the queue's
+``maxReceiveCount``); earlier deliveries log it as a warning. Without that
+setting every delivery counts as the last.
 """
 
 from __future__ import annotations
@@ -43,17 +48,22 @@ def sealer() -> Sealer:
     return _sealer
 
 
-def seal_event(event: events.ObjectEvent) -> SealResult:
+def seal_event(event: events.ObjectEvent, *, last_delivery: bool = True) -> SealResult:
     try:
         result = sealer().handle(event)
     except RetryableError as exc:
-        logger.info("seal deferred", extra={"key": event.key, "reason": str(exc)})
+        if last_delivery:
+            _log_failure(event.key, exc, last_delivery=True)
+        else:
+            logger.info("seal deferred", extra={"key": event.key, "reason": str(exc)})
         raise
     except RegsealError as exc:
-        logger.error(
-            "seal failed",
-            extra={"key": event.key, "error": type(exc).__name__, "reason": str(exc)},
-        )
+        _log_failure(event.key, exc, last_delivery=last_delivery)
+        raise
+    except Exception as exc:
+        # A bug, or an error from outside regseal: still one line, with the
+        # traceback when nothing will try again.
+        _log_failure(event.key, exc, last_delivery=last_delivery, traceback=True)
         raise
     if result.outcome is Outcome.IGNORED:
         logger.debug("event ignored", extra=result.fields())
@@ -66,17 +76,46 @@ def seal_event(event: events.ObjectEvent) -> SealResult:
     return result
 
 
+def _log_failure(
+    key: str, exc: Exception, *, last_delivery: bool, traceback: bool = False
+) -> None:
+    fields = {"key": key, "error": type(exc).__name__, "reason": str(exc)}
+    if last_delivery:
+        logger.error("seal failed", extra=fields, exc_info=exc if traceback else None)
+    else:
+        logger.warning("seal failed; the message will be delivered again", extra=fields)
+
+
+def is_last_delivery(record: SQSRecord) -> bool:
+    """Whether the queue moves ``record`` to the dead-letter queue if it fails now."""
+    try:
+        limit = sealer().settings.max_receive_count
+    except RegsealError:
+        return True  # the seal itself fails the same way and logs why
+    if limit <= 0:
+        return True
+    try:
+        received = int(record.attributes.approximate_receive_count)
+    except (KeyError, TypeError, ValueError):
+        return True
+    return received >= limit
+
+
 def record_handler(record: SQSRecord) -> None:
+    last_delivery = is_last_delivery(record)
     try:
         parsed = events.parse_body(record.body)
     except RegsealError as exc:
-        logger.error(
-            "unreadable message",
-            extra={"message_id": record.message_id, "reason": str(exc)},
-        )
+        fields = {"message_id": record.message_id, "reason": str(exc)}
+        if last_delivery:
+            logger.error("unreadable message", extra=fields)
+        else:
+            logger.warning(
+                "unreadable message; it will be delivered again", extra=fields
+            )
         raise
     for event in parsed:
-        seal_event(event)
+        seal_event(event, last_delivery=last_delivery)
 
 
 @logger.inject_lambda_context

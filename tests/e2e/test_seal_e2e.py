@@ -1,15 +1,21 @@
 """Sealing on the real stack: skopeo pushes, the registry writes S3, moto sends
 the events to SQS, the pump runs functions/seal/app.py, skopeo decrypts.
 
-Every test pushes an image that it builds as an OCI layout, waits until the
-registry serves it sealed, and checks the result through the same unmodified
-skopeo a runtime would use. The plaintext layer digests a test expects come
-from the registry's storage right after the push (skopeo gzips uncompressed
-layers on the way), read by digest from blob data, which a seal never
-deletes.
+Each seal test pushes an image that it builds as an OCI layout, waits until
+the registry serves it sealed, and checks the result through the same
+unmodified skopeo a runtime would use. The plaintext layer digests a test
+expects come from the registry's storage right after the push (skopeo gzips
+uncompressed layers on the way), read by digest from blob data, which a seal
+never deletes. The bad-input tests write their objects straight into the
+bucket, as a broken client or a hand edit would, and follow the messages to
+the dead-letter queue.
+
+The tests share the session's stack and run one after another; each starts
+once the event queue is empty, so the events a test sees are its own.
 """
 
 import gzip
+import hashlib
 import json
 import os
 import time
@@ -447,3 +453,195 @@ def test_redelivered_and_self_caused_events_change_nothing(stack, tmp_path):
         "no plaintext layers"
     ] * len(records_for(stack, sealed_revision))
     assert not [r.line for r in stack.log_records()[log_mark:] if r.level == "ERROR"]
+
+
+# -- 8. bad input through the real pipeline -----------------------------------
+
+
+def one_layer_image(repository):
+    """Blobs and manifest of a plaintext one-layer OCI image, as a push stores them.
+
+    Returns:
+        The manifest bytes and the (key, data) pairs of the blobs and their
+        ``_layers`` links, in the order the registry writes them.
+    """
+    layer = tar_layer(unique_files(f"{repository}-layer"))
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}
+    ).encode()
+    objects = []
+    for data in (layer, config):
+        digest = sha256_digest(data)
+        objects += [
+            (blob_key(digest), data),
+            (layer_link_key(repository, digest), digest.encode()),
+        ]
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": OCI_CONFIG,
+                "digest": sha256_digest(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": sha256_digest(layer),
+                    "size": len(layer),
+                }
+            ],
+        }
+    ).encode()
+    return manifest, objects
+
+
+def blob_key(digest):
+    hex_part = digest.removeprefix("sha256:")
+    return f"{REGISTRY_ROOT}blobs/sha256/{hex_part[:2]}/{hex_part}/data"
+
+
+def layer_link_key(repository, digest):
+    hex_part = digest.removeprefix("sha256:")
+    return f"{REGISTRY_ROOT}repositories/{repository}/_layers/sha256/{hex_part}/link"
+
+
+def write_by_hand(stack, repository, tag, manifest, *, tag_link=None, extra=()):
+    """Write a push's objects straight into the bucket, in the registry's order.
+
+    Args:
+        manifest: the manifest bytes, stored as given.
+        tag_link: the tag's ``current/link`` content (default: the digest).
+        extra: (key, data) pairs written first (blobs, ``_layers`` links).
+
+    Returns:
+        Every key written, with its data.
+    """
+    digest = sha256_digest(manifest)
+    objects = [
+        *extra,
+        (blob_key(digest), manifest),
+        (stack.revision_link_key(repository, digest), digest.encode()),
+        (
+            f"{REGISTRY_ROOT}repositories/{repository}/_manifests/tags/{tag}/index/"
+            f"sha256/{digest.removeprefix('sha256:')}/link",
+            digest.encode(),
+        ),
+        (stack.tag_link_key(repository, tag), tag_link or digest.encode()),
+    ]
+    for key, data in objects:
+        stack.put(key, data)
+    return dict(objects)
+
+
+def bad_tag_link(stack):
+    """A plaintext image whose tag link ends in a newline (the registry answers 500)."""
+    repository = "e2e/bad-tag-link"
+    manifest, blobs = one_layer_image(repository)
+    link = sha256_digest(manifest).encode() + b"\n"
+    written = write_by_hand(
+        stack, repository, "v1", manifest, tag_link=link, extra=blobs
+    )
+    tag_key = stack.tag_link_key(repository, "v1")
+    revision = stack.revision_link_key(repository, sha256_digest(manifest))
+    # The revision's event fails too: which tags point at it cannot be read.
+    return written, {tag_key: tag_key, revision: tag_key}
+
+
+def malformed_manifest(stack):
+    """A tag whose manifest blob is truncated JSON."""
+    repository = "e2e/malformed-manifest"
+    manifest = (
+        b'{"schemaVersion": 2, "mediaType": "' + OCI_MANIFEST.encode() + b'", "la'
+    )
+    written = write_by_hand(stack, repository, "v1", manifest)
+    blob = blob_key(sha256_digest(manifest))
+    return written, {
+        stack.tag_link_key(repository, "v1"): blob,
+        stack.revision_link_key(repository, sha256_digest(manifest)): blob,
+    }
+
+
+@pytest.mark.parametrize("bad_input", [bad_tag_link, malformed_manifest])
+def test_bad_input_ends_in_the_dead_letter_queue_with_one_error_and_no_change(
+    stack, bad_input
+):
+    log_mark = len(stack.log_records())
+    before = stack.snapshot()
+    time.sleep(TIMESTAMP_RESOLUTION)
+
+    written, culprits = bad_input(stack)
+    dead = {}
+
+    def all_dead_lettered():
+        for key, count in stack.take_dead_letters(culprits).items():
+            dead[key] = dead.get(key, 0) + count
+        return set(dead) == set(culprits)
+
+    wait_for(
+        all_dead_lettered,
+        timeout=SEAL_TIMEOUT,
+        what=f"dead letters for {sorted(culprits)}",
+        interval=1.0,
+    )
+    stack.wait_drained()
+    after = stack.snapshot()
+    records = stack.log_records()[log_mark:]
+
+    assert dead == dict.fromkeys(culprits, 1)
+    assert set(after) == set(before) | set(written)
+    assert {k: v for k, v in after.items() if k in before} == before
+    for key, data in written.items():
+        assert after[key].etag.strip('"') == hashlib.md5(data).hexdigest()  # noqa: S324
+    for event_key, culprit in culprits.items():
+        errors = [
+            r
+            for r in records
+            if r.level == "ERROR" and r.fields.get("key") == event_key
+        ]
+        assert len(errors) == 1, [r.line for r in errors]
+        [error] = errors
+        assert error.message == "seal failed"
+        assert culprit in error.fields["reason"]
+    assert not [
+        r.line
+        for r in records
+        if r.level == "ERROR" and r.fields.get("key") not in culprits
+    ]
+    assert "Traceback" not in stack.output.read_text()
+
+
+# -- 9. pushed by digest, no tag ------------------------------------------------
+
+
+def test_image_pushed_by_digest_is_sealed_after_the_grace(stack, tmp_path):
+    repository = "e2e/by-digest"
+    image = write_image_layout(tmp_path / "image", [tar_layer(unique_files("digest"))])
+    revisions = f"{REGISTRY_ROOT}repositories/{repository}/_manifests/revisions/"
+    plaintext_revision = stack.revision_link_key(repository, image.digest)
+
+    skopeo.push(image.reference, f"{stack.state.registry}/{repository}@{image.digest}")
+    plaintext = stack.stored_manifest(image.digest)
+
+    def sealed_revision():
+        keys = stack.keys(revisions)
+        if plaintext_revision in keys or len(keys) != 1:
+            return None
+        return "sha256:" + keys[0].split("/")[-2]
+
+    try:
+        sealed_digest = wait_for(
+            sealed_revision, timeout=SEAL_TIMEOUT, what=f"{repository} sealed"
+        )
+    except TimeoutError as exc:
+        pytest.fail(f"{exc}; the stack's output ends with:\n{stack.log_tail()}")
+    sealed_reference = f"{stack.state.registry}/{repository}@{sealed_digest}"
+    sealed = skopeo.inspect_json(sealed_reference)
+    pulled = decrypt(stack, sealed_reference, tmp_path / "decrypted")
+
+    assert is_sealed(sealed)
+    assert sealed["annotations"][PLAINTEXT_ANNOTATION] == image.digest
+    assert stack.registry_get(f"{repository}/manifests/{image.digest}") == 404
+    assert pulled.manifest.layer_digests == plaintext.layer_digests
+    assert_layers_are_the_tars_of_the_config(pulled)

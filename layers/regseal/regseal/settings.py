@@ -39,6 +39,10 @@ class Settings:
         tuf_prefix: the metadata prefix in that bucket.
         tuf_queue_url: the TUF function's "targets changed" queue; None
             leaves snapshot and timestamp to its schedule.
+        max_receive_count: how often the event queue delivers a message
+            before it moves it to the dead-letter queue (the redrive
+            policy's ``maxReceiveCount``); 0 when unknown. The handler logs a
+            failure as an error only on the last delivery.
     """
 
     bucket: str
@@ -51,6 +55,7 @@ class Settings:
     tuf_bucket: str | None = None
     tuf_prefix: str = "tuf/"
     tuf_queue_url: str | None = None
+    max_receive_count: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +82,7 @@ class Settings:
             tuf_bucket=env.get("REGSEAL_TUF_BUCKET") or None,
             tuf_prefix=env.get("REGSEAL_TUF_PREFIX", "tuf/"),
             tuf_queue_url=env.get("REGSEAL_TUF_QUEUE_URL") or None,
+            max_receive_count=_int(env, "REGSEAL_MAX_RECEIVE_COUNT", 0),
         )
 
 

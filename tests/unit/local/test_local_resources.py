@@ -76,3 +76,16 @@ def test_policy_document_is_stored_where_the_handler_looks(made):
 
     assert body.read() == b'{"version": "x"}'
     assert made.policy_location == "s3://registry/regseal/policy.json"
+
+
+def test_digest_push_grace_fits_in_the_queue_retries(made):
+    session, made = made
+    attributes = session.client("sqs").get_queue_attributes(
+        QueueUrl=made.queue_url,
+        AttributeNames=["VisibilityTimeout", "RedrivePolicy"],
+    )["Attributes"]
+    receives = json.loads(attributes["RedrivePolicy"])["maxReceiveCount"]
+    # The last delivery comes at least this long after the first one.
+    window = int(attributes["VisibilityTimeout"]) * (int(receives) - 1)
+
+    assert 0 < resources.DIGEST_PUSH_GRACE_SECONDS <= window

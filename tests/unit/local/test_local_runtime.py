@@ -128,3 +128,31 @@ def test_lambda_context_counts_down_from_its_timeout():
     )
     other = LambdaContext.for_invocation("regseal-seal", region="us-east-1")
     assert other.aws_request_id != context.aws_request_id
+
+
+def test_seal_environment_passes_the_queue_receive_limit_when_given():
+    environment = seal_environment(
+        endpoint="http://127.0.0.1:9",
+        region="us-east-1",
+        bucket="registry",
+        registry_root="/",
+        state_prefix="regseal/",
+        policy_location="s3://registry/regseal/policy.json",
+        max_receive_count=3,
+    )
+
+    assert environment["REGSEAL_MAX_RECEIVE_COUNT"] == "3"
+
+
+def test_seal_environment_passes_the_digest_push_grace_when_given():
+    environment = seal_environment(
+        endpoint="http://127.0.0.1:9",
+        region="us-east-1",
+        bucket="registry",
+        registry_root="/",
+        state_prefix="regseal/",
+        policy_location="s3://registry/regseal/policy.json",
+        digest_push_grace=10,
+    )
+
+    assert environment["REGSEAL_DIGEST_PUSH_GRACE_SECONDS"] == "10"

@@ -61,9 +61,18 @@ def seal_environment(
     registry_root: str,
     state_prefix: str,
     policy_location: str,
+    max_receive_count: int | None = None,
+    digest_push_grace: int | None = None,
 ) -> dict[str, str]:
-    """The environment the deployed seal function gets, aimed at the stack."""
-    return {
+    """The environment the deployed seal function gets, aimed at the stack.
+
+    Args:
+        max_receive_count: the event queue's ``maxReceiveCount``, so that the
+            function logs a failure as an error once, on the last delivery.
+        digest_push_grace: seconds before a manifest pushed by digest is
+            sealed; it must fit in the queue's retries.
+    """
+    environment = {
         **aws_environment(endpoint=endpoint, region=region),
         "REGSEAL_BUCKET": bucket,
         "REGSEAL_REGISTRY_ROOT": registry_root,
@@ -71,6 +80,11 @@ def seal_environment(
         "REGSEAL_POLICY": policy_location,
         "POWERTOOLS_SERVICE_NAME": "regseal",
     }
+    if max_receive_count is not None:
+        environment["REGSEAL_MAX_RECEIVE_COUNT"] = str(max_receive_count)
+    if digest_push_grace is not None:
+        environment["REGSEAL_DIGEST_PUSH_GRACE_SECONDS"] = str(digest_push_grace)
+    return environment
 
 
 def load_handler(path: Path, environment: Mapping[str, str]) -> Handler:

@@ -112,6 +112,8 @@ class Stack:
                 registry_root=REGISTRY_ROOT,
                 state_prefix=resources.STATE_PREFIX,
                 policy_location=made.policy_location,
+                max_receive_count=resources.MAX_RECEIVE_COUNT,
+                digest_push_grace=resources.DIGEST_PUSH_GRACE_SECONDS,
             ),
         )
 
