@@ -18,18 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.keys import KeyPair
-from tests.support.ocilayout import (
-    OCI_MANIFEST,
-    LayoutImage,
-    read_blob,
-    read_image_layout,
-    sha256_digest,
-    store_manifest,
-    tar_layer,
-    write_blob,
-    write_image_layout,
-)
 
 from regseal import jwe
 from regseal.digest import Digest
@@ -46,6 +34,18 @@ from regseal.ocicrypt import (
     layer_annotations,
     parse_layer_annotations,
     strip_enc_annotations,
+)
+from tests.support.keys import KeyPair
+from tests.support.ocilayout import (
+    OCI_MANIFEST,
+    LayoutImage,
+    read_blob,
+    read_image_layout,
+    sha256_digest,
+    store_manifest,
+    tar_layer,
+    write_blob,
+    write_image_layout,
 )
 
 SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"

@@ -67,3 +67,7 @@ class RetryableError(RegsealError):
 
 class LocalStackError(RegsealError):
     """The local stack could not start, or a process it runs stopped on its own."""
+
+
+class RegistryError(RegsealError):
+    """A registry could not be reached or answered with an error."""
