@@ -281,8 +281,16 @@ class KmsWrapper:
             if isinstance(exc, ClientError)
             else ""
         )
+        status = (
+            exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(exc, ClientError)
+            else None
+        )
         where = f"KMS key {key_id} for {_describe(context)}"
-        if code in _DENIED:
+        # A 403 is a refusal too: IAM in front of KMS (moto's IAM mode, a
+        # VPC endpoint policy) answers with a bare status, not a KMS code.
+        if code in _DENIED or status == 403:
+            code = code if code in _DENIED else "HTTP 403"
             return AccessDeniedError(f"KMS {operation} denied ({code}) with {where}")
         if code in _BAD_CIPHERTEXT:
             return IntegrityError(
