@@ -13,13 +13,17 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from regseal import __version__, decrypt_cli
+from regseal import __version__, decrypt_cli, policy_cli
 from regseal.errors import RegsealError
 from regseal.local import cli as local_cli
 
 COMMAND_GROUPS: tuple[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...
-] = (local_cli.register, decrypt_cli.register)
+] = (
+    local_cli.register,
+    policy_cli.register,
+    decrypt_cli.register,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
