@@ -6,8 +6,8 @@ and blobs by digest, streamed and checked against their digest and size.
 
 Transport: plain http for loopback hosts (``127.0.0.1``, ``localhost``,
 ``[::1]``); https otherwise, verified unless ``tls_verify`` is False, in
-which case an https connection that fails falls back to plain http, as
-skopeo's ``--src-tls-verify=false`` does. Proxies come from the usual
+which case https is tried without certificate checks and, if that fails,
+plain http, as skopeo's ``--src-tls-verify=false`` does. Proxies come from the usual
 environment variables (``urllib``).
 
 NOTE: registries that require a login (bearer token or basic auth) answer
@@ -92,10 +92,10 @@ class RegistrySource:
         """Find the scheme the registry answers on with a ``GET /v2/``."""
         if self._base is not None:
             return self._base
-        if self.ref.is_loopback and self._tls_verify is not True:
-            schemes = ["http"]
-        elif self._tls_verify is False:
+        if self._tls_verify is False:
             schemes = ["https", "http"]
+        elif self.ref.is_loopback and self._tls_verify is None:
+            schemes = ["http"]
         else:
             schemes = ["https"]
         failures = []
