@@ -620,3 +620,20 @@ def test_denied_kms_decrypt_names_key_and_repository_and_writes_nothing(
     )
     assert symkey not in result.stderr
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_broken_destination_layout_is_refused_before_any_work(
+    tmp_path, sealed_layout, key_files, capsys
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "index.json").write_text("{not json")
+    (out / "stray").write_text("kept")
+
+    status = regseal(
+        "--key", str(key_files[0]), f"oci:{sealed_layout}:1.0", f"oci:{out}:1.0"
+    )
+
+    assert status == 1
+    assert "expected an OCI index.json" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["index.json", "stray"]

@@ -17,6 +17,11 @@ place by :meth:`LayoutWriter.commit`; :meth:`LayoutWriter.abort` (or an
 error before the commit) leaves the destination as it was, and removes it
 if the writer created it.
 
+NOTE: two writers committing into one layout at the same time can lose one
+``index.json`` entry (read, merge, replace is not locked; skopeo does not
+lock either). Blobs are never lost or corrupted: they are content-addressed
+and moved into place whole.
+
 Public API: :data:`REF_NAME`, :class:`LayoutSource`, :class:`LayoutWriter`,
 :func:`read_chunks`.
 """
@@ -163,7 +168,9 @@ class LayoutWriter:
         if root.exists():
             if not root.is_dir():
                 raise FormatError(f"{root}: expected a directory for the OCI layout")
-            if any(root.iterdir()) and not (root / INDEX_FILE).is_file():
+            if (root / INDEX_FILE).is_file():
+                _load_index(root / INDEX_FILE)  # refuse a broken layout up front
+            elif any(root.iterdir()):
                 raise FormatError(
                     f"{root}: expected an empty directory or an OCI image layout"
                 )
