@@ -5,11 +5,14 @@ Drawn only when the stream is a TTY and the layer is at least
 no control characters. The bar is redrawn at most every
 :data:`REDRAW_SECONDS` with a carriage return, and cleared when the step ends.
 
-Public API: :class:`Progress`, :data:`MIN_BYTES`.
+Public API: :class:`Progress`, :data:`MIN_BYTES`, and :class:`ProgressBar`
+(a bar the caller redraws itself, used by ``regseal seal`` on main; kept here
+unchanged so the two branches share one module).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
@@ -88,3 +91,32 @@ class Progress:
 
 def _ignore(count: int) -> None:
     """The reporter of a step that draws nothing."""
+
+
+class ProgressBar:
+    """Redraws ``label [####    ] done/total note`` in place.
+
+    Args:
+        label: what is being counted.
+        stream: where to draw; nothing is drawn unless it is a TTY.
+        width: characters of the bar itself.
+    """
+
+    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.enabled = self.stream.isatty()
+
+    def update(self, done: int, total: int, note: str = "") -> None:
+        if not self.enabled:
+            return
+        filled = self.width * done // total if total else self.width
+        bar = "#" * filled + " " * (self.width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {note}\033[K")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
