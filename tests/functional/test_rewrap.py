@@ -47,7 +47,7 @@ def ciphertext(stack, descriptor):
 
 
 def rewrapper(stack):
-    return Rewrapper(stack.sealer, LayerKeys(kms=stack.sealer.kms))
+    return Rewrapper(stack.sealer, LayerKeys(kms=lambda _region: stack.sealer.kms))
 
 
 def test_rewrap_swaps_recipients_and_keeps_every_blob(stack, newcomer):

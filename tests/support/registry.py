@@ -179,6 +179,40 @@ class FakeRegistry:
     def manifest(self, digest: Digest) -> dict:
         return json.loads(self.store.get(self.layout.blob_data(digest)).data)
 
+    def export_layout(self, repository: str, tag: str, path) -> Digest:
+        """Copy what ``repository:tag`` points at into an OCI layout as ``tag``.
+
+        The manifest (or index and its children), configs and layers are
+        copied byte for byte, so skopeo's ``oci:`` transport and regseal read
+        exactly what a pull from the registry would give them.
+        """
+        from tests.support.ocilayout import set_tag, write_blob
+
+        digest = self.tag_digest(repository, tag)
+        data = self.store.get(self.layout.blob_data(digest)).data
+        doc = json.loads(data)
+        pending = [doc]
+        while pending:
+            current = pending.pop()
+            for child in current.get("manifests", []):
+                child_digest = Digest.parse(child["digest"])
+                child_data = self.store.get(self.layout.blob_data(child_digest)).data
+                write_blob(path, child_data)
+                pending.append(json.loads(child_data))
+            for descriptor in [current.get("config"), *current.get("layers", [])]:
+                if descriptor:
+                    blob = self.store.get(
+                        self.layout.blob_data(Digest.parse(descriptor["digest"]))
+                    ).data
+                    write_blob(path, blob)
+        write_blob(path, data)
+        set_tag(
+            path,
+            tag,
+            {"mediaType": doc["mediaType"], "digest": digest.value, "size": len(data)},
+        )
+        return digest
+
     def snapshot(self) -> dict[str, bytes]:
         """Every object under the registry root, for "nothing changed" checks."""
         return {

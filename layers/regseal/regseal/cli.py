@@ -13,14 +13,20 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from regseal import __version__, seal_cli
+from regseal import __version__, decrypt_cli, policy_cli, seal_cli
 from regseal.errors import RegsealError
 from regseal.local import cli as local_cli
 from regseal.tuf import cli as tuf_cli
 
 COMMAND_GROUPS: tuple[
     Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...
-] = (local_cli.register, seal_cli.register, tuf_cli.add_parser)
+] = (
+    local_cli.register,
+    seal_cli.register,
+    policy_cli.register,
+    decrypt_cli.register,
+    tuf_cli.add_parser,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

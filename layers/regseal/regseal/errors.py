@@ -75,3 +75,7 @@ class TufError(RegsealError):
 
 class VerificationError(TufError):
     """A client-side check failed: metadata, target or manifest is not trusted."""
+
+
+class RegistryError(RegsealError):
+    """A registry could not be reached or answered with an error."""

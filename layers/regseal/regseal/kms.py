@@ -19,7 +19,8 @@ errors become :mod:`regseal.errors` exceptions that name the key and the
 repository, never key bytes.
 
 Public API: :data:`PROVIDER_NAME`, :data:`ANNOTATION_KMS`,
-:func:`encryption_context`, :class:`KmsPacket`, :class:`KmsWrapper`.
+:func:`encryption_context`, :class:`KmsPacket`, :class:`KmsWrapper`,
+:func:`regional_client`.
 """
 
 from __future__ import annotations
@@ -280,8 +281,16 @@ class KmsWrapper:
             if isinstance(exc, ClientError)
             else ""
         )
+        status = (
+            exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(exc, ClientError)
+            else None
+        )
         where = f"KMS key {key_id} for {_describe(context)}"
-        if code in _DENIED:
+        # A 403 is a refusal too: IAM in front of KMS (moto's IAM mode, a
+        # VPC endpoint policy) answers with a bare status, not a KMS code.
+        if code in _DENIED or status == 403:
+            code = code if code in _DENIED else "HTTP 403"
             return AccessDeniedError(f"KMS {operation} denied ({code}) with {where}")
         if code in _BAD_CIPHERTEXT:
             return IntegrityError(
@@ -289,3 +298,23 @@ class KmsWrapper:
                 "encryption context does not match or the ciphertext is damaged"
             )
         return KeyWrapError(f"KMS {operation} failed ({code or exc}) with {where}")
+
+
+def regional_client(region: str) -> KMSClient:
+    """A KMS client for ``region`` with short timeouts, for pull-side callers.
+
+    The endpoint and credentials come from the standard AWS environment
+    (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, profiles, instance roles).
+    """
+    import boto3
+    from botocore.config import Config
+
+    # Pull-side callers wait on KMS interactively: fail within seconds rather
+    # than after botocore's default minute.
+    config = Config(
+        connect_timeout=5,
+        read_timeout=20,
+        retries={"mode": "standard", "max_attempts": 3},
+    )
+    client: KMSClient = boto3.client("kms", region_name=region, config=config)
+    return client

@@ -1,19 +1,18 @@
-"""Opening a sealed layer's key: KMS first, then JWE private keys.
+"""Opening a sealed layer's key: JWE private keys first, then KMS.
 
-The operations that need a layer's private options back (re-wrap, re-key,
-decrypt) all go through :class:`LayerKeys`, so they agree on one rule: a
-KMS item is only used under its own encryption context, that context must
-name the repository the layer is read from, and the options it yields must
-name the plaintext digest the context names.
+Every operation that needs a layer's private options back (decrypt,
+re-wrap) goes through :class:`LayerKeys`, so they agree on one rule: a KMS
+item is only used under its own encryption context; when the caller knows
+the repository the layer was read from, that context must name it; and the
+options KMS returns must name the plaintext digest the context names.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from regseal import jwe, ocicrypt
-from regseal import manifest as mf
 from regseal.errors import (
     AccessDeniedError,
     IntegrityError,
@@ -26,67 +25,88 @@ logger = logging.getLogger(__name__)
 
 
 class LayerKeys:
-    """Unwraps layer keys with the caller's KMS access and/or private keys.
+    """Unwraps layer keys with JWE private keys and/or the caller's KMS access.
 
     Args:
-        kms: a KMS wrapper using the caller's credentials, or None.
-        private_keys: JWE private keys to try after KMS.
+        private_keys: JWE private keys, tried first (no network call).
+        kms: returns a KMS wrapper for a region (packets name their region);
+            None means no KMS call is made.
     """
 
     def __init__(
         self,
-        kms: KmsWrapper | None = None,
         private_keys: Sequence[jwe.PrivateKey] = (),
+        kms: Callable[[str], KmsWrapper] | None = None,
     ) -> None:
         if kms is None and not private_keys:
             raise KeyWrapError("expected KMS access or at least one JWE private key")
+        self.private_keys = tuple(private_keys)
         self.kms = kms
-        self.private_keys = list(private_keys)
 
-    def unwrap(self, repository: str, layer: mf.Descriptor) -> ocicrypt.PrivateOptions:
-        """The private options of one encrypted layer of ``repository``.
+    def unwrap(
+        self,
+        wrapped: Mapping[str, Sequence[str]],
+        where: str,
+        repository: str | None = None,
+    ) -> ocicrypt.PrivateOptions:
+        """The private options of one encrypted layer.
+
+        Args:
+            wrapped: the layer's key annotations, annotation key to items
+                (as :func:`regseal.ocicrypt.parse_layer_annotations` gives).
+            where: names the layer in messages.
+            repository: the repository the layer was read from, if known.
 
         Raises:
-            KeyWrapError: no key could open it (the message says why, per
-                scheme, without key material).
-            AccessDeniedError: KMS refused, naming key and repository.
+            AccessDeniedError: KMS refused (naming key and repository) and no
+                other key worked.
+            KeyWrapError: no key could open it; the message says why, per
+                scheme, without key material.
         """
         reasons: list[str] = []
-        kms_item = layer.annotations.get(ANNOTATION_KMS)
-        if self.kms is not None and kms_item:
-            for item in ocicrypt.split_items(kms_item):
+        denied = False
+        if self.private_keys:
+            items = wrapped.get(ocicrypt.ANNOTATION_JWE)
+            if not items:
+                reasons.append("JWE: the layer has no JWE recipients")
+            else:
                 try:
-                    return self._unwrap_kms(repository, item)
-                except (KeyWrapError, OcicryptError, IntegrityError) as exc:
-                    if isinstance(exc, AccessDeniedError) and not self.private_keys:
-                        raise
+                    payload = jwe.unwrap(",".join(items), self.private_keys)
+                    return ocicrypt.PrivateOptions.from_json(payload)
+                except (KeyWrapError, OcicryptError) as exc:
+                    reasons.append(f"JWE: {exc}")
+        if self.kms is not None:
+            items = wrapped.get(ANNOTATION_KMS)
+            if not items:
+                reasons.append(f"KMS: the layer has no {ANNOTATION_KMS} annotation")
+            for item in items or ():
+                try:
+                    return self._unwrap_kms(item, repository)
+                except AccessDeniedError as exc:
+                    denied = True
                     reasons.append(f"KMS: {exc}")
-        jwe_items = layer.annotations.get(ocicrypt.ANNOTATION_JWE)
-        if self.private_keys and jwe_items:
-            try:
-                return ocicrypt.PrivateOptions.from_json(
-                    jwe.unwrap(jwe_items, self.private_keys)
-                )
-            except (KeyWrapError, OcicryptError) as exc:
-                reasons.append(f"JWE: {exc}")
-        if not reasons:
-            reasons.append("the layer carries no key this caller can use")
-        raise KeyWrapError(
-            f"layer {layer.digest} of {repository}: " + "; ".join(reasons)
-        )
+                except (KeyWrapError, OcicryptError, IntegrityError) as exc:
+                    reasons.append(f"KMS: {exc}")
+        error = AccessDeniedError if denied else KeyWrapError
+        raise error(f"{where}: no key could unwrap it: " + "; ".join(reasons))
 
-    def _unwrap_kms(self, repository: str, item: str) -> ocicrypt.PrivateOptions:
+    def _unwrap_kms(self, item: str, repository: str | None) -> ocicrypt.PrivateOptions:
         assert self.kms is not None
         packet = KmsPacket.from_item(item)
         context = packet.encryption_context
-        if context.get("repository") != repository:
+        bound = context.get("repository")
+        if repository is not None and bound != repository:
             raise KeyWrapError(
-                f"KMS item is bound to repository {context.get('repository')!r}, "
-                f"not {repository!r}"
+                f"KMS key {packet.kid} is bound to repository {bound!r}, but the "
+                f"image was read as repository {repository!r}"
             )
         options = ocicrypt.PrivateOptions.from_json(
-            self.kms.unwrap(item, expected_context=context)
+            self.kms(packet.region).unwrap(item, expected_context=context)
         )
-        if str(options.digest) != context.get("layer"):
-            raise IntegrityError()
+        layer = context.get("layer")
+        if layer is not None and str(options.digest) != layer:
+            raise IntegrityError(
+                f"KMS key {packet.kid} unwrapped options for {options.digest}, but "
+                f"its encryption context names layer {layer}"
+            )
         return options

@@ -11,8 +11,10 @@ A policy is a JSON document::
                   "signing_key": "awskms:arn:aws:kms:..."}}}
 
 - ``repositories`` are globs matched against the whole repository name;
-  ``*`` matches any characters *including* "/", as KMS ``StringLike`` does,
-  so one pattern means the same in the policy and in a key policy.
+  ``*`` matches any characters *including* "/" and ``?`` one character, as
+  KMS ``StringLike`` does, so one pattern means the same in the policy and
+  in a key policy. Nothing else is special: ``[...]`` classes, which KMS
+  does not know, are refused.
 - Teams are tried in document order; the first match wins.
 - ``unmatched`` says what happens to a repository no team claims: "skip"
   (leave it plaintext, log it), "fail" (an error: the event goes to the
@@ -20,7 +22,10 @@ A policy is a JSON document::
 - ``version`` is recorded in every sealed manifest.
 
 The policy lives outside the code (S3 object, SSM parameter or file) so that
-operators change it without a deployment; :class:`PolicySource` caches it.
+operators change it without a deployment; :class:`PolicySource` caches it,
+:func:`write_location` stores a new one. :func:`policy_schema` describes the
+same rules as a JSON Schema for editors (shipped as ``policy.schema.json``);
+:func:`parse_policy` stays the validator that counts.
 """
 
 from __future__ import annotations
@@ -28,26 +33,40 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regseal import jwe
 from regseal.errors import KeyWrapError, PolicyError
+
+if TYPE_CHECKING:
+    from regseal.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
 UNMATCHED_SKIP = "skip"
 UNMATCHED_FAIL = "fail"
-_TEAM_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-_KMS_KEY = re.compile(
-    r"(alias/[A-Za-z0-9/_-]+|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/\S+"
+# Each pattern is spelled once, without anchors, and used both by the
+# validator (fullmatch) and by the JSON Schema (^(?:…)$).
+TEAM_NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
+KMS_KEY_PATTERN = (
+    r"(alias/[A-Za-z0-9/_-]+|arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/\S+"
     r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})"
 )
+REPOSITORY_PATTERN = r"[a-z0-9._/*?-]+"
+SIGNING_KEY_PREFIX = "awskms:"
+POLICY_FIELDS = ("version", "description", "unmatched", "teams")
+TEAM_FIELDS = ("repositories", "kms_key", "recipients", "signing_key")
+RECIPIENT_FIELDS = ("name", "public_key")
+_TEAM_NAME = re.compile(TEAM_NAME_PATTERN)
+_KMS_KEY = re.compile(KMS_KEY_PATTERN)
+_REPOSITORY = re.compile(REPOSITORY_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -114,12 +133,14 @@ def parse_policy(doc: Any) -> Policy:
     """
     if not isinstance(doc, Mapping):
         raise PolicyError("policy: expected a JSON object")
-    _only(doc, {"version", "unmatched", "teams", "description"}, "policy")
+    _only(doc, set(POLICY_FIELDS), "policy")
     version = doc.get("version")
     if not isinstance(version, str) or not version.strip():
         raise PolicyError(
             f"policy.version: expected a non-empty string, got {version!r}"
         )
+    if "description" in doc and not isinstance(doc["description"], str):
+        raise PolicyError("policy.description: expected a string")
     teams_doc = doc.get("teams")
     if not isinstance(teams_doc, Mapping) or not teams_doc:
         raise PolicyError("policy.teams: expected an object with at least one team")
@@ -142,16 +163,19 @@ def _team(name: Any, body: Any) -> Team:
         )
     if not isinstance(body, Mapping):
         raise PolicyError(f"{where}: expected an object")
-    _only(body, {"repositories", "kms_key", "recipients", "signing_key"}, where)
+    _only(body, set(TEAM_FIELDS), where)
     patterns = body.get("repositories")
-    if (
-        not isinstance(patterns, list)
-        or not patterns
-        or not all(isinstance(p, str) and p for p in patterns)
-    ):
+    if not isinstance(patterns, list) or not patterns:
         raise PolicyError(
             f"{where}.repositories: expected a non-empty list of glob patterns"
         )
+    for position, pattern in enumerate(patterns):
+        if not isinstance(pattern, str) or not _REPOSITORY.fullmatch(pattern):
+            raise PolicyError(
+                f"{where}.repositories[{position}]: expected a glob of lowercase "
+                "letters, digits, '.', '_', '-', '/', '*' and '?' (KMS StringLike "
+                f"has no [...] classes), got {pattern!r}"
+            )
     kms_key = body.get("kms_key")
     if not isinstance(kms_key, str) or not _KMS_KEY.fullmatch(kms_key):
         raise PolicyError(
@@ -166,7 +190,8 @@ def _team(name: Any, body: Any) -> Team:
     )
     signing_key = body.get("signing_key")
     if signing_key is not None and (
-        not isinstance(signing_key, str) or not signing_key.startswith("awskms:")
+        not isinstance(signing_key, str)
+        or not signing_key.startswith(SIGNING_KEY_PREFIX)
     ):
         raise PolicyError(
             f"{where}.signing_key: expected an 'awskms:<key>' URI, got {signing_key!r}"
@@ -177,7 +202,7 @@ def _team(name: Any, body: Any) -> Team:
 def _recipient(doc: Any, where: str) -> Recipient:
     if not isinstance(doc, Mapping):
         raise PolicyError(f"{where}: expected an object with 'name' and 'public_key'")
-    _only(doc, {"name", "public_key"}, where)
+    _only(doc, set(RECIPIENT_FIELDS), where)
     name, pem = doc.get("name"), doc.get("public_key")
     if not isinstance(name, str) or not name:
         raise PolicyError(f"{where}.name: expected a non-empty string")
@@ -248,23 +273,253 @@ class PolicySource:
 
 
 def read_location(location: str) -> bytes:
-    """Read raw bytes from an ``s3://``, ``ssm:`` or ``file:`` location."""
+    """Read raw bytes from an ``s3://``, ``ssm:`` or ``file:`` location.
+
+    Raises:
+        PolicyError: The location is malformed or cannot be read.
+        NotFoundError: The S3 object does not exist.
+        StorageError: S3 failed otherwise.
+    """
+    data = read_location_if_exists(location)
+    if data is None:
+        raise PolicyError(f"{location}: no policy is stored there")
+    return data
+
+
+def read_location_if_exists(location: str) -> bytes | None:
+    """Like :func:`read_location`, but None when nothing is stored there."""
+    return read_location_versioned(location)[0]
+
+
+def read_location_versioned(location: str) -> tuple[bytes | None, str | None]:
+    """The bytes stored at ``location`` (None if nothing) and, for S3, the ETag.
+
+    The ETag makes a later :func:`write_location` a compare-and-swap.
+    """
     if location.startswith("s3://"):
-        import boto3
+        from regseal.errors import NotFoundError
 
-        bucket, _, key = location[5:].partition("/")
-        if not bucket or not key:
-            raise PolicyError(f"{location}: expected s3://BUCKET/KEY")
-        from regseal.storage import ObjectStore
+        store, key = _s3(location)
+        try:
+            stored = store.get(key)
+        except NotFoundError:
+            return None, None
+        return stored.data, stored.etag
+    return _read_other(location), None
 
-        return ObjectStore(boto3.client("s3"), bucket).get(key).data
+
+def _read_other(location: str) -> bytes | None:
     if location.startswith("ssm:"):
         from aws_lambda_powertools.utilities import parameters
+        from aws_lambda_powertools.utilities.parameters.exceptions import (
+            GetParameterError,
+        )
 
-        value = parameters.get_parameter(location[4:], max_age=0, decrypt=True)
+        try:
+            value = parameters.get_parameter(location[4:], max_age=0, decrypt=True)
+        except GetParameterError as exc:
+            if "ParameterNotFound" in str(exc):
+                return None
+            raise PolicyError(f"{location}: cannot read the parameter: {exc}") from None
         return str(value).encode()
-    path = location[5:] if location.startswith("file:") else location
+    path = _path(location)
     try:
-        return Path(path).read_bytes()
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
     except OSError as exc:
         raise PolicyError(f"{location}: cannot read policy file: {exc}") from None
+
+
+def write_location(
+    location: str,
+    data: bytes,
+    *,
+    if_match: str | None = None,
+    create_only: bool = False,
+) -> None:
+    """Store policy bytes at an ``s3://``, ``ssm:`` or ``file:`` location.
+
+    S3 objects are written as ``application/json``, with ``If-Match`` when
+    ``if_match`` is given and ``If-None-Match: *`` when ``create_only``. SSM
+    parameters keep their type (``String`` for a new one) and use the
+    Intelligent-Tiering tier, so that a policy above 4 KB becomes an advanced
+    parameter. Files are replaced in one step.
+
+    NOTE: SSM has no compare-and-swap; two operators writing at the same
+    time race, and the last write wins.
+
+    Raises:
+        PolicyError: The location is malformed or the write failed.
+        PreconditionFailedError: The S3 object changed since ``if_match``,
+            or exists although ``create_only``.
+    """
+    if location.startswith("s3://"):
+        store, key = _s3(location)
+        store.put(
+            key,
+            data,
+            content_type="application/json",
+            if_match=if_match,
+            create_only=create_only,
+        )
+        return
+    if location.startswith("ssm:"):
+        _write_ssm(location, data)
+        return
+    path = _path(location)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise PolicyError(f"{location}: cannot write policy file: {exc}") from None
+
+
+def _write_ssm(location: str, data: bytes) -> None:
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import (
+        SetParameterError,
+    )
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    name = location[4:]
+    parameter_type: Any = "String"
+    try:
+        current = boto3.client("ssm").describe_parameters(
+            ParameterFilters=[{"Key": "Name", "Values": [name]}]
+        )["Parameters"]
+    except (ClientError, BotoCoreError) as exc:
+        raise PolicyError(f"{location}: cannot look up the parameter: {exc}") from None
+    if current:
+        parameter_type = current[0].get("Type", "String")
+    try:
+        parameters.set_parameter(
+            name,
+            data.decode("utf-8"),
+            overwrite=True,
+            parameter_type=parameter_type,
+            tier="Intelligent-Tiering",
+            description="regseal sealing policy",
+        )
+    except SetParameterError as exc:
+        raise PolicyError(f"{location}: cannot write the parameter: {exc}") from None
+
+
+def _s3(location: str) -> tuple[ObjectStore, str]:
+    import boto3
+
+    from regseal.storage import ObjectStore
+
+    bucket, _, key = location[5:].partition("/")
+    if not bucket or not key:
+        raise PolicyError(f"{location}: expected s3://BUCKET/KEY")
+    return ObjectStore(boto3.client("s3"), bucket), key
+
+
+def _path(location: str) -> Path:
+    return Path(location[5:] if location.startswith("file:") else location)
+
+
+# --------------------------------------------------------------------------
+# The JSON Schema, built from the validator's own constants
+
+
+def _anchored(pattern: str) -> str:
+    return f"^(?:{pattern})$"
+
+
+def policy_schema() -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of the policy, for editors and linters.
+
+    It is built from the constants :func:`parse_policy` uses, so the two
+    cannot drift apart. It checks the document's shape; two rules only
+    :func:`parse_policy` checks: ``unmatched`` must name a team of the
+    document, and each ``public_key`` must load as an RSA or EC key.
+    """
+    recipient = {
+        "type": "object",
+        "description": "A JWE recipient: who holds the private key, and the key.",
+        "required": list(RECIPIENT_FIELDS),
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "public_key": {
+                "type": "string",
+                "pattern": "-----BEGIN ",
+                "description": "PEM public key: RSA (2048 bits or more) or EC "
+                "P-256/P-384/P-521.",
+            },
+        },
+    }
+    team = {
+        "type": "object",
+        "required": ["repositories", "kms_key"],
+        "additionalProperties": False,
+        "properties": {
+            "repositories": {
+                "type": "array",
+                "minItems": 1,
+                "description": "Globs over the whole repository name: '*' matches "
+                "any characters including '/', '?' one character (KMS StringLike).",
+                "items": {"type": "string", "pattern": _anchored(REPOSITORY_PATTERN)},
+            },
+            "kms_key": {
+                "type": "string",
+                "pattern": _anchored(KMS_KEY_PATTERN),
+                "description": "The team's KMS key: key id, key ARN, alias ARN or "
+                "alias/NAME.",
+            },
+            "recipients": {"type": "array", "items": {"$ref": "#/$defs/recipient"}},
+            "signing_key": {
+                "anyOf": [
+                    {"type": "null"},
+                    {"type": "string", "pattern": f"^{SIGNING_KEY_PREFIX}"},
+                ],
+                "description": "The team's TUF signing key, 'awskms:<key>'.",
+            },
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "regseal sealing policy",
+        "description": "Which team owns a repository, and the keys its images are "
+        "sealed for. Validate with 'regseal policy validate FILE', which also "
+        "loads the public keys and checks that 'unmatched' names a team.",
+        "type": "object",
+        "required": ["version", "teams"],
+        "additionalProperties": False,
+        "properties": {
+            "version": {
+                "type": "string",
+                "pattern": "\\S",
+                "description": "Recorded in every sealed manifest; change it with "
+                "every edit.",
+            },
+            "description": {"type": "string"},
+            "unmatched": {
+                "type": "string",
+                "description": "'skip', 'fail' or the name of a team that takes "
+                "repositories no team claims.",
+                "anyOf": [
+                    {"enum": [UNMATCHED_SKIP, UNMATCHED_FAIL]},
+                    {"pattern": _anchored(TEAM_NAME_PATTERN)},
+                ],
+            },
+            "teams": {
+                "type": "object",
+                "minProperties": 1,
+                "description": "Teams by name, tried in document order.",
+                "propertyNames": {"pattern": _anchored(TEAM_NAME_PATTERN)},
+                "additionalProperties": {"$ref": "#/$defs/team"},
+            },
+        },
+        "$defs": {"team": team, "recipient": recipient},
+    }
+
+
+def schema_json() -> bytes:
+    """The schema as the shipped ``policy.schema.json`` holds it."""
+    return (json.dumps(policy_schema(), indent=2) + "\n").encode()

@@ -157,7 +157,10 @@ class Rewrapper:
     ) -> mf.Descriptor:
         if ocicrypt.ANNOTATION_PUBOPTS not in layer.annotations:
             return layer  # not encrypted (foreign or pass-through layer)
-        options = self.keys.unwrap(repository, layer)
+        _, wrapped = ocicrypt.parse_layer_annotations(layer.annotations)
+        options = self.keys.unwrap(
+            wrapped, f"layer {layer.digest} of {repository}", repository
+        )
         annotations = {
             k: v
             for k, v in layer.annotations.items()

@@ -167,7 +167,8 @@ def run_rewrap(args: argparse.Namespace) -> int:
     private_keys = [
         jwe.load_private_key(path.read_bytes(), source=str(path)) for path in args.key
     ]
-    keys = LayerKeys(None if args.no_kms else sealer.kms, private_keys)
+    kms = None if args.no_kms else (lambda _region: sealer.kms)
+    keys = LayerKeys(private_keys, kms)
     rewrapper = Rewrapper(sealer, keys)
     inventories = scan(sealer.store, sealer.layout, Selection.parse(args.selection))
     failed = 0
