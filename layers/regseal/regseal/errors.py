@@ -67,3 +67,7 @@ class RetryableError(RegsealError):
 
 class LocalStackError(RegsealError):
     """The local stack could not start, or a process it runs stopped on its own."""
+
+
+class InvariantError(RegsealError):
+    """A registry breaks one or more of regseal's invariants (regseal.invariants)."""
