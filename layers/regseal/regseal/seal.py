@@ -586,7 +586,9 @@ class Sealer:
                 "%s still referenced in %s; not hidden", plaintext.digest, repository
             )
             return
-        for digest in sorted(hidden):
+        # The plaintext's own revision link goes last: while it exists, a
+        # retry after a crash (_hide_sealed_sources) knows hiding is unfinished.
+        for digest in sorted(hidden, key=lambda d: (d == plaintext.digest, d)):
             for tag in self._tags_indexing(repository, digest):
                 self.store.delete(self.layout.tag_index_link(repository, tag, digest))
             parsed = self._load_or_none(repository, digest)

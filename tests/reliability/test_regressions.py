@@ -1,0 +1,56 @@
+"""One focused test per bug the reliability suites found (see docs/reliability.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.faults import Crash, FaultPlan, FaultyStore
+from tests.support.registry import random_layer
+
+
+def crash_on(rig, reg, predicate, clock=None):
+    plan = FaultPlan(fail_when=predicate)
+    return plan, rig.sealer(FaultyStore(reg.store, plan), clock=clock)
+
+
+def test_crash_while_hiding_an_index_is_finished_by_the_retry(rig):
+    # Found by the crash suite: hiding went in digest order, so the index's
+    # own revision link could go first; the retry then saw no plaintext left
+    # to hide and the platforms' plaintext stayed reachable.
+    # The hiding deletes: a tag index link, and per platform a _layers link and
+    # a revision link, then the index's revision link.
+    for k in range(1, 7):
+        reg = rig.registry()
+        reg.registry.push_index(
+            "team-a/multi",
+            "1",
+            [("amd64", [random_layer()]), ("arm64", [random_layer()])],
+        )
+        deletes = []
+
+        def kth_delete(what, k=k, deletes=deletes):
+            deletes.append(what.startswith("DeleteObject"))
+            return sum(deletes) == k and deletes[-1]
+
+        plan, faulty = crash_on(rig, reg, kth_delete)
+        with pytest.raises(Crash):
+            faulty.handle(reg.tag_event("team-a/multi", "1"))
+        rig.sealer(reg.store).handle(reg.tag_event("team-a/multi", "1"))
+
+        assert plan.fired
+        assert rig.check(reg.store, finished=True).violations == (), k
+
+
+def test_hiding_removes_an_index_revision_link_after_its_platforms(rig):
+    reg = rig.registry()
+    index = reg.registry.push_index(
+        "team-a/multi", "1", [("amd64", [random_layer()]), ("arm64", [random_layer()])]
+    )
+    plan = FaultPlan()
+    rig.sealer(FaultyStore(reg.store, plan)).handle(reg.tag_event("team-a/multi", "1"))
+
+    revision_deletes = [
+        w for w in plan.writes if w.startswith("DeleteObject") and "/revisions/" in w
+    ]
+    assert len(revision_deletes) == 3
+    assert index.digest.hex in revision_deletes[-1]
