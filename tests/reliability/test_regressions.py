@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from regseal.seal import Outcome
+from tests.reliability.scenarios import AFTER_GRACE
 from tests.support.faults import Crash, FaultPlan, FaultyStore
 from tests.support.registry import random_layer
 
@@ -54,3 +56,26 @@ def test_hiding_removes_an_index_revision_link_after_its_platforms(rig):
     ]
     assert len(revision_deletes) == 3
     assert index.digest.hex in revision_deletes[-1]
+
+
+def test_crash_while_hiding_a_push_by_digest_is_finished_by_the_retry(rig):
+    # Found by the crash suite: a re-delivered revision event returned
+    # "already sealed" on seeing the seal's record and never hid the rest.
+    reg = rig.registry()
+    image = reg.registry.push_image("team-a/app", None, [random_layer()])
+    event = reg.revision_event("team-a/app", image.digest)
+    _, faulty = crash_on(
+        rig,
+        reg,
+        lambda what: what.startswith("DeleteObject"),
+        clock=lambda: AFTER_GRACE,
+    )
+    with pytest.raises(Crash):
+        faulty.handle(event)
+    assert rig.check(reg.store, finished=True).of("plaintext-hidden")
+
+    retry = rig.sealer(reg.store, clock=lambda: AFTER_GRACE).handle(event)
+
+    assert (retry.outcome, retry.reason) == (Outcome.SKIPPED, "already sealed")
+    assert rig.check(reg.store, finished=True).violations == ()
+    assert not reg.store.exists(reg.layout.revision_link("team-a/app", image.digest))

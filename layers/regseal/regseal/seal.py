@@ -255,7 +255,13 @@ class Sealer:
             return replace(base, reason="not an image manifest")
         if not self._has_plaintext(repository, parsed):
             return replace(base, reason="no plaintext layers")
-        if self._sealed_record(repository, digest) is not None:
+        record = self._sealed_record(repository, digest)
+        if record is not None:
+            # A crash may have cut the hiding of that seal short: finish it,
+            # as long as the sealed manifest is there to replace the plaintext.
+            sealed_digest = Digest.parse(record["sealed"])
+            if self.store.exists(self.layout.revision_link(repository, sealed_digest)):
+                self._hide_plaintext(repository, parsed)
             return replace(base, reason="already sealed")
         if digest in self._tagged_digests(repository):
             return replace(base, reason="tagged; sealed through its tag")
