@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from regseal.digest import Digest
 from regseal.seal import Outcome
 from tests.reliability.scenarios import AFTER_GRACE
-from tests.support.faults import Crash, FaultPlan, FaultyStore
+from tests.support.faults import Crash, FaultPlan, FaultyStore, HookedStore, tag_move
 from tests.support.registry import random_layer
 
 
@@ -79,3 +80,28 @@ def test_crash_while_hiding_a_push_by_digest_is_finished_by_the_retry(rig):
     assert (retry.outcome, retry.reason) == (Outcome.SKIPPED, "already sealed")
     assert rig.check(reg.store, finished=True).violations == ()
     assert not reg.store.exists(reg.layout.revision_link("team-a/app", image.digest))
+
+
+def test_seal_that_lost_the_tag_to_a_newer_push_hides_the_old_plaintext(rig):
+    # Found by the race suite: the seal that lost its tag move returned
+    # SUPERSEDED and left the old push's plaintext linked; no later event
+    # seals it again, so it stayed reachable by digest.
+    reg = rig.registry()
+    old = reg.registry.push_image("team-a/app", "1", [random_layer()])
+    newer = []
+    store = HookedStore(
+        reg.store,
+        tag_move("team-a/app", "1"),
+        lambda: newer.append(
+            reg.registry.push_image("team-a/app", "1", [random_layer()])
+        ),
+    )
+
+    result = rig.sealer(store).handle(reg.tag_event("team-a/app", "1"))
+
+    assert result.outcome is Outcome.SUPERSEDED
+    assert reg.registry.tag_digest("team-a/app", "1") == newer[0].digest
+    assert not reg.store.exists(reg.layout.revision_link("team-a/app", old.digest))
+    assert not reg.store.exists(reg.layout.layer_link("team-a/app", old.layers[0]))
+    sealed = Digest.parse(result.sealed_digest)
+    assert reg.store.exists(reg.layout.revision_link("team-a/app", sealed))

@@ -132,3 +132,41 @@ class FaultyKms(KmsWrapper):
     def unwrap(self, item: str, **kwargs: Any) -> bytes:
         self.plan.check_alive()
         return super().unwrap(item, **kwargs)
+
+
+class HookedStore(ObjectStore):
+    """An ObjectStore that runs ``hook`` once, just before the first matching write.
+
+    Races are made deterministic with it: pause two seals at the same point
+    (a barrier), or push a newer image right before a tag move.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        before: Callable[[str], bool],
+        hook: Callable[[], None],
+    ) -> None:
+        super().__init__(store.client, store.bucket)
+        self._before = before
+        self._hook = hook
+        self._lock = threading.Lock()
+        self.fired = False
+        self.written: list[str] = []
+
+    def _call(self, operation: str, key: str, **kwargs: Any) -> Any:
+        if operation in WRITE_OPERATIONS:
+            what = f"{operation} {key}"
+            with self._lock:
+                self.written.append(what)
+                fire = not self.fired and self._before(what)
+                self.fired = self.fired or fire
+            if fire:
+                self._hook()
+        return super()._call(operation, key, **kwargs)
+
+
+def tag_move(repository: str, tag: str) -> Callable[[str], bool]:
+    """Matches the write of a tag's ``current/link``."""
+    suffix = f"/{repository}/_manifests/tags/{tag}/current/link"
+    return lambda what: what.startswith("PutObject") and what.endswith(suffix)

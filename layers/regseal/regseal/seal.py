@@ -220,6 +220,10 @@ class Sealer:
             self.store.put(key, encode_link(sealed.digest), if_match=current.etag)
         except PreconditionFailedError:
             if self._read_link(key) != sealed.digest:
+                # No event will seal this plaintext again once nothing tags
+                # it; its sealed manifest is in place, so hide it now (which
+                # does nothing while a tag or an index still uses it).
+                self._hide_plaintext(repository, parsed)
                 return replace(
                     work.report(base, sealed),
                     outcome=Outcome.SUPERSEDED,
