@@ -105,3 +105,39 @@ def test_seal_that_lost_the_tag_to_a_newer_push_hides_the_old_plaintext(rig):
     assert not reg.store.exists(reg.layout.layer_link("team-a/app", old.layers[0]))
     sealed = Digest.parse(result.sealed_digest)
     assert reg.store.exists(reg.layout.revision_link("team-a/app", sealed))
+
+
+@pytest.mark.parametrize("kind", ["tag", "revision"])
+def test_losing_a_race_with_a_finished_seal_of_the_same_event_is_no_error(rig, kind):
+    # Found by the race suite: the same event twice at once made the slower
+    # seal raise ManifestError ("_layers link missing", "no revision link")
+    # once the faster one had hidden the plaintext: a race reported as bad
+    # input, logged as a failed seal and retried.
+    reg = rig.registry()
+    if kind == "tag":
+        pushed = reg.registry.push_image("team-a/app", "1", [random_layer()])
+        event = reg.tag_event("team-a/app", "1")
+    else:
+        pushed = reg.registry.push_image("team-a/app", None, [random_layer()])
+        event = reg.revision_event("team-a/app", pushed.digest)
+    layer_link = reg.layout.layer_link("team-a/app", pushed.layers[0])
+    first = []
+
+    def seal_it_all_first():
+        first.append(rig.sealer(reg.store, clock=lambda: AFTER_GRACE).handle(event))
+
+    slow = HookedStore(
+        reg.store,
+        lambda what: what == f"HeadObject {layer_link}",
+        seal_it_all_first,
+        reads=True,
+    )
+
+    second = rig.sealer(slow, clock=lambda: AFTER_GRACE).handle(event)
+
+    assert first[0].outcome is Outcome.SEALED
+    assert second.outcome is (Outcome.SUPERSEDED if kind == "tag" else Outcome.SKIPPED)
+    assert second.reason.endswith(
+        "sealed by its own event" if kind == "tag" else "by a concurrent seal"
+    )
+    assert rig.check(reg.store, finished=True).violations == ()

@@ -135,7 +135,9 @@ class FaultyKms(KmsWrapper):
 
 
 class HookedStore(ObjectStore):
-    """An ObjectStore that runs ``hook`` once, just before the first matching write.
+    """An ObjectStore that runs ``hook`` once, before the first matching write.
+
+    With ``reads``, reads (HEAD, GET, LIST) can match as well.
 
     Races are made deterministic with it: pause two seals at the same point
     (a barrier), or push a newer image right before a tag move.
@@ -146,8 +148,11 @@ class HookedStore(ObjectStore):
         store: ObjectStore,
         before: Callable[[str], bool],
         hook: Callable[[], None],
+        *,
+        reads: bool = False,
     ) -> None:
         super().__init__(store.client, store.bucket)
+        self._reads = reads
         self._before = before
         self._hook = hook
         self._lock = threading.Lock()
@@ -155,10 +160,11 @@ class HookedStore(ObjectStore):
         self.written: list[str] = []
 
     def _call(self, operation: str, key: str, **kwargs: Any) -> Any:
-        if operation in WRITE_OPERATIONS:
+        if self._reads or operation in WRITE_OPERATIONS:
             what = f"{operation} {key}"
             with self._lock:
-                self.written.append(what)
+                if operation in WRITE_OPERATIONS:
+                    self.written.append(what)
                 fire = not self.fired and self._before(what)
                 self.fired = self.fired or fire
             if fire:

@@ -190,7 +190,32 @@ class Sealer:
     # -- tags --------------------------------------------------------------
 
     def seal_tag(self, repository: str, tag: str) -> SealResult:
-        """Seal the manifest a tag points at and move the tag to it."""
+        """Seal the manifest a tag points at and move the tag to it.
+
+        A concurrent seal of the same image (the event delivered twice, a
+        second tag) may move the tag and hide the plaintext this one is
+        still reading. The ManifestError that follows is no bad input: once
+        the tag has moved, its own event handles what it points at now.
+        """
+        key = self.layout.tag_link(repository, tag)
+        before = self._read_link(key)
+        try:
+            return self._seal_tag(repository, tag)
+        except ManifestError:
+            if before is None or self._read_link(key) == before:
+                raise
+            logger.debug("%s moved while sealing %s", key, before)
+            return SealResult(
+                Outcome.SUPERSEDED,
+                key,
+                "tag moved while sealing; what it points at now is sealed by its "
+                "own event",
+                repository,
+                tag,
+                before.value,
+            )
+
+    def _seal_tag(self, repository: str, tag: str) -> SealResult:
         key = self.layout.tag_link(repository, tag)
         base = SealResult(Outcome.SKIPPED, key, repository=repository, reference=tag)
         try:
@@ -242,7 +267,27 @@ class Sealer:
         to the tag's own event. A manifest no tag points at is sealed once it
         is older than the grace period, so that an index being pushed can
         still reference its plaintext children (docs/decisions/0004).
+
+        As for tags, a ManifestError after a concurrent seal hid the revision
+        is reported as that, not raised.
         """
+        key = self.layout.revision_link(repository, digest)
+        try:
+            return self._seal_revision(repository, digest)
+        except ManifestError:
+            if self.store.exists(key):
+                raise
+            logger.debug("%s hidden while sealing it", key)
+            return SealResult(
+                Outcome.SKIPPED,
+                key,
+                "revision hidden while sealing, by a concurrent seal",
+                repository,
+                digest.value,
+                digest.value,
+            )
+
+    def _seal_revision(self, repository: str, digest: Digest) -> SealResult:
         key = self.layout.revision_link(repository, digest)
         base = SealResult(
             Outcome.SKIPPED,
