@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from regseal.digest import Digest
+from regseal.errors import RetryableError
 from regseal.seal import Outcome
 from tests.reliability.scenarios import AFTER_GRACE
 from tests.support.faults import Crash, FaultPlan, FaultyStore, HookedStore, tag_move
@@ -139,5 +140,27 @@ def test_losing_a_race_with_a_finished_seal_of_the_same_event_is_no_error(rig, k
     assert second.outcome is (Outcome.SUPERSEDED if kind == "tag" else Outcome.SKIPPED)
     assert second.reason.endswith(
         "sealed by its own event" if kind == "tag" else "by a concurrent seal"
+    )
+    assert rig.check(reg.store, finished=True).violations == ()
+
+
+def test_old_push_whose_tag_a_newer_push_took_is_sealed_by_digest(rig):
+    # Found by the race suite: a tagged push's revision event was skipped
+    # ("sealed through its tag"); when a newer push moved the tag before
+    # the old push's tag event ran, that event sealed the newer image and
+    # the old plaintext stayed readable by digest.
+    reg = rig.registry()
+    old = reg.registry.push_image("team-a/app", "1", [random_layer()])
+    revision = reg.revision_event("team-a/app", old.digest)
+    with pytest.raises(RetryableError, match="tagged; checking again"):
+        rig.sealer(reg.store).handle(revision)
+    reg.registry.push_image("team-a/app", "1", [random_layer()])
+    rig.sealer(reg.store).handle(reg.tag_event("team-a/app", "1"))
+
+    result = rig.sealer(reg.store, clock=lambda: AFTER_GRACE).handle(revision)
+
+    assert (result.outcome, result.plaintext_digest) == (
+        Outcome.SEALED,
+        old.digest.value,
     )
     assert rig.check(reg.store, finished=True).violations == ()

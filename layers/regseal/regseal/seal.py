@@ -264,9 +264,11 @@ class Sealer:
         """Seal a manifest that was pushed by digest, with no tag.
 
         A tag push also writes a revision link first; such manifests are left
-        to the tag's own event. A manifest no tag points at is sealed once it
-        is older than the grace period, so that an index being pushed can
-        still reference its plaintext children (docs/decisions/0004).
+        to the tag's own event, but checked again after the grace period in
+        case a newer push took the tag first. A manifest no tag points at is
+        sealed once it is older than the grace period, so that an index
+        being pushed can still reference its plaintext children
+        (docs/decisions/0004).
 
         As for tags, a ManifestError after a concurrent seal hid the revision
         is reported as that, not raised.
@@ -312,18 +314,27 @@ class Sealer:
             if self.store.exists(self.layout.revision_link(repository, sealed_digest)):
                 self._hide_plaintext(repository, parsed)
             return replace(base, reason="already sealed")
-        if digest in self._tagged_digests(repository):
-            return replace(base, reason="tagged; sealed through its tag")
-        age = self.clock() - info.last_modified.timestamp()
-        if age < self.settings.digest_push_grace:
-            raise RetryableError(
-                f"{key}: manifest pushed by digest {age:.0f}s ago; sealing it after "
-                f"{self.settings.digest_push_grace:.0f}s, when no index push can "
-                "still need it"
-            )
         team, policy = self._team_for(repository)
         if team is None:
             return replace(base, reason="no team claims the repository")
+        tagged = digest in self._tagged_digests(repository)
+        age = self.clock() - info.last_modified.timestamp()
+        grace = self.settings.digest_push_grace
+        if age < grace and tagged:
+            # Its tag's event seals it, unless a newer push moves the tag
+            # first: that event then sees only the newer image, and this
+            # one must seal the older one by digest (decisions/0004).
+            raise RetryableError(
+                f"{key}: tagged; checking again after {grace:.0f}s that its tag's "
+                "seal took it"
+            )
+        if age < grace:
+            raise RetryableError(
+                f"{key}: manifest pushed by digest {age:.0f}s ago; sealing it after "
+                f"{grace:.0f}s, when no index push can still need it"
+            )
+        if tagged:
+            return replace(base, reason="tagged; sealed through its tag")
         sealed, work = self._seal_top(repository, parsed, team, policy)
         self._hide_plaintext(repository, parsed)
         return work.report(base, sealed)
