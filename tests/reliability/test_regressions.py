@@ -144,6 +144,18 @@ def test_losing_a_race_with_a_finished_seal_of_the_same_event_is_no_error(rig, k
     assert rig.check(reg.store, finished=True).violations == ()
 
 
+def test_local_stack_grace_ends_before_the_queue_gives_up():
+    # Found while fixing the tagged-revision wait: with a 60 s grace and a
+    # queue that gives up after 3 receives 5 s apart, every push by digest
+    # on the local stack went to the dead-letter queue unsealed.
+    from regseal.local import resources
+
+    retries_span = (resources.MAX_RECEIVE_COUNT - 1) * (
+        resources.VISIBILITY_TIMEOUT_SECONDS
+    )
+    assert retries_span > resources.DIGEST_PUSH_GRACE_SECONDS
+
+
 def test_old_push_whose_tag_a_newer_push_took_is_sealed_by_digest(rig):
     # Found by the race suite: a tagged push's revision event was skipped
     # ("sealed through its tag"); when a newer push moved the tag before

@@ -35,6 +35,11 @@ EVENT_KEY_SUFFIX = "/link"
 # Short, so that a message the handler failed comes back within seconds.
 VISIBILITY_TIMEOUT_SECONDS = 5
 MAX_RECEIVE_COUNT = 3
+# A revision-link event waits out this grace period (docs/decisions/0004) by
+# failing retryably; it must end within the receives the queue allows, or
+# every push by digest, and every tagged push whose tag's seal is slow, ends
+# in the dead-letter queue. The function's default (60 s) does not fit here.
+DIGEST_PUSH_GRACE_SECONDS = 8
 
 # Dummies: moto accepts any credentials, and these can never reach a real account.
 DUMMY_ACCESS_KEY_ID = "testing"
