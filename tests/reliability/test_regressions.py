@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from regseal.digest import Digest
 from regseal.errors import RetryableError
+from regseal.manifest import dumps
 from regseal.seal import Outcome
 from tests.reliability.scenarios import AFTER_GRACE
 from tests.support.faults import Crash, FaultPlan, FaultyStore, HookedStore, tag_move
@@ -176,3 +179,28 @@ def test_old_push_whose_tag_a_newer_push_took_is_sealed_by_digest(rig):
         old.digest.value,
     )
     assert rig.check(reg.store, finished=True).violations == ()
+
+
+@pytest.mark.parametrize("broken", ["blob", "link", "size"])
+def test_config_lost_or_wrong_is_bad_input_and_changes_nothing(rig, broken):
+    # Found by the bad-input corpus: only layers were checked, so a manifest
+    # whose config blob was missing was sealed, and its tag moved to a
+    # sealed manifest that no client can pull.
+    from regseal.errors import ManifestError
+
+    reg = rig.registry()
+    data, config, _ = reg.registry.image_manifest("team-a/app", [random_layer()])
+    doc = json.loads(data)
+    if broken == "blob":
+        reg.store.delete(reg.layout.blob_data(config))
+    elif broken == "link":
+        reg.store.delete(reg.layout.layer_link("team-a/app", config))
+    else:
+        doc["config"]["size"] += 1
+    reg.registry.put_manifest("team-a/app", dumps(doc), "1")
+    before = reg.snapshot()
+
+    with pytest.raises(ManifestError, match=f"config {config} of team-a/app"):
+        rig.sealer(reg.store).handle(reg.tag_event("team-a/app", "1"))
+
+    assert reg.snapshot() == before

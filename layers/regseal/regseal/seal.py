@@ -564,11 +564,13 @@ class Sealer:
     def _check_blobs(
         self, repository: str, parsed: mf.ImageManifest | mf.ImageIndex, depth: int = 0
     ) -> None:
-        """Check every plaintext layer before anything is written.
+        """Check the config and every plaintext layer before anything is written.
 
         Bad input (an unknown layer type, a missing blob or link, a size that
         does not match) must leave the registry exactly as it was, so it is
-        found here rather than halfway through writing sealed layers.
+        found here rather than halfway through writing sealed layers. The
+        config counts too: the sealed manifest keeps it, and a tag moved to a
+        manifest whose config is gone no longer pulls.
         """
         if isinstance(parsed, mf.ImageIndex):
             for child in parsed.manifests:
@@ -577,6 +579,9 @@ class Sealer:
                     if loaded is not None:
                         self._check_blobs(repository, loaded, depth + 1)
             return
+        self._check_blob(
+            repository, parsed.config, f"config {parsed.config.digest} of {repository}"
+        )
         for layer in parsed.layers:
             if not _is_plaintext_layer(layer):
                 continue
@@ -586,16 +591,21 @@ class Sealer:
                     f"{where}: expected a tar layer media type (one of "
                     f"{', '.join(_SEALABLE_LAYERS)}), got {layer.media_type!r}"
                 )
-            info = self.store.head(self.layout.blob_data(layer.digest))
-            if info is None or not self.store.exists(
-                self.layout.layer_link(repository, layer.digest)
-            ):
-                raise ManifestError(f"{where}: blob or _layers link missing")
-            if info.size != layer.size:
-                raise ManifestError(
-                    f"{where}: descriptor says {layer.size} bytes, the blob has "
-                    f"{info.size}"
-                )
+            self._check_blob(repository, layer, where)
+
+    def _check_blob(
+        self, repository: str, descriptor: mf.Descriptor, where: str
+    ) -> None:
+        info = self.store.head(self.layout.blob_data(descriptor.digest))
+        if info is None or not self.store.exists(
+            self.layout.layer_link(repository, descriptor.digest)
+        ):
+            raise ManifestError(f"{where}: blob or _layers link missing")
+        if info.size != descriptor.size:
+            raise ManifestError(
+                f"{where}: descriptor says {descriptor.size} bytes, the blob has "
+                f"{info.size}"
+            )
 
     def _reuse_layer(
         self, repository: str, layer: mf.Descriptor, policy: Policy
