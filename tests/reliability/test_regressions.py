@@ -204,3 +204,29 @@ def test_config_lost_or_wrong_is_bad_input_and_changes_nothing(rig, broken):
         rig.sealer(reg.store).handle(reg.tag_event("team-a/app", "1"))
 
     assert reg.snapshot() == before
+
+
+FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+
+
+@pytest.mark.parametrize("layers", ["none", "foreign only"])
+def test_image_with_nothing_to_seal_says_so(rig, layers):
+    # Found by the bad-input corpus: an image without layers, or with only
+    # foreign layers, was skipped as "already encrypted, not by regseal".
+    reg = rig.registry()
+    data, _, _ = reg.registry.image_manifest("team-a/app", [])
+    doc = json.loads(data)
+    if layers == "foreign only":
+        doc["layers"] = [
+            {
+                "mediaType": FOREIGN,
+                "digest": "sha256:" + "f" * 64,
+                "size": 10,
+                "urls": ["https://example.invalid/layer"],
+            }
+        ]
+    reg.registry.put_manifest("team-a/app", dumps(doc), "1")
+
+    result = rig.sealer(reg.store).handle(reg.tag_event("team-a/app", "1"))
+
+    assert (result.outcome, result.reason) == (Outcome.SKIPPED, "no plaintext layers")

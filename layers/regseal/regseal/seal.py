@@ -229,7 +229,7 @@ class Sealer:
             return replace(base, reason="not an image manifest")
         if not self._has_plaintext(repository, parsed):
             if not _is_sealed(parsed):
-                return replace(base, reason="already encrypted, not by regseal")
+                return replace(base, reason=self._why_no_plaintext(repository, parsed))
             self._hide_sealed_sources(repository, parsed)
             return replace(base, reason="already sealed")
         team, policy = self._team_for(repository)
@@ -754,6 +754,26 @@ class Sealer:
             ):
                 return True
         return False
+
+    def _why_no_plaintext(
+        self, repository: str, parsed: mf.ImageManifest | mf.ImageIndex, depth: int = 0
+    ) -> str:
+        """The skip reason for a manifest regseal did not seal and need not."""
+        if isinstance(parsed, mf.ImageManifest):
+            if any(
+                ocicrypt.is_encrypted_media_type(x.media_type) for x in parsed.layers
+            ):
+                return "already encrypted, not by regseal"
+            return "no plaintext layers"
+        for child in parsed.manifests:
+            if child.media_type not in mf.MANIFEST_TYPES | mf.INDEX_TYPES:
+                continue
+            loaded = self._load_or_none(repository, child.digest)
+            if loaded is not None and depth < MAX_INDEX_DEPTH:
+                reason = self._why_no_plaintext(repository, loaded, depth + 1)
+                if reason.startswith("already encrypted"):
+                    return reason
+        return "no plaintext layers"
 
     def _load_or_none(
         self, repository: str, digest: Digest
