@@ -230,3 +230,25 @@ def test_image_with_nothing_to_seal_says_so(rig, layers):
     result = rig.sealer(reg.store).handle(reg.tag_event("team-a/app", "1"))
 
     assert (result.outcome, result.reason) == (Outcome.SKIPPED, "no plaintext layers")
+
+
+def test_nondistributable_layer_pushed_with_its_content_is_sealed(rig):
+    # Found by the bad-input corpus (and the checker's tag-sealed invariant):
+    # non-distributable layers were passed through by media type, even when
+    # they carry no urls and the registry holds their content in plaintext.
+    reg = rig.registry()
+    kind = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+    external = {"mediaType": kind, "digest": "sha256:" + "e" * 64, "size": 10}
+    data, _, _ = reg.registry.image_manifest(
+        "team-a/app", [random_layer()], layer_types=[kind]
+    )
+    doc = json.loads(data)
+    doc["layers"].append({**external, "urls": ["https://example.invalid/l"]})
+    reg.registry.put_manifest("team-a/app", dumps(doc), "1")
+
+    result = rig.sealer(reg.store).handle(reg.tag_event("team-a/app", "1"))
+
+    sealed = reg.registry.manifest(Digest.parse(result.sealed_digest))
+    assert sealed["layers"][0]["mediaType"] == kind + "+encrypted"
+    assert sealed["layers"][1] == doc["layers"][1]  # with urls: left as pushed
+    assert rig.check(reg.store, finished=True).violations == ()

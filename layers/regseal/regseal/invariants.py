@@ -71,6 +71,7 @@ PLAINTEXT_HIDDEN = "plaintext-hidden"
 MAX_DEPTH = 8
 READ_WINDOW = 8 * 1024 * 1024
 
+_DOCKER_FOREIGN = "application/vnd.docker.image.rootfs.foreign."
 _FILESYSTEM_LAYER_PREFIXES = (
     "application/vnd.oci.image.layer.",
     "application/vnd.docker.image.rootfs.",
@@ -210,9 +211,14 @@ ExtraCheck = Callable[[RegistryView], Sequence[Violation]]
 
 
 def is_plaintext_layer(layer: mf.Descriptor) -> bool:
-    """A filesystem layer whose content the registry holds unencrypted."""
+    """A filesystem layer whose content the registry holds unencrypted.
+
+    NOTE: Docker foreign layers are left out even without ``urls``: ocicrypt
+    has no encrypted form for them, so regseal leaves them as pushed.
+    """
     return (
         layer.media_type.startswith(_FILESYSTEM_LAYER_PREFIXES)
+        and not layer.media_type.startswith(_DOCKER_FOREIGN)
         and not ocicrypt.is_encrypted_media_type(layer.media_type)
         and not layer.urls
     )

@@ -56,19 +56,22 @@ logger = logging.getLogger(__name__)
 # also ends an index that lists itself.
 MAX_INDEX_DEPTH = 4
 
-# Layer types that are never encrypted: their content is not in the registry
-# (foreign, non-distributable) or they are not filesystem layers.
+# Layers with ``urls`` are never encrypted: their content is not in the
+# registry. Docker foreign layers are not either, having no encrypted form.
+# NOTE: a Docker foreign layer pushed without urls stays plaintext.
 _PASSTHROUGH_LAYERS = (
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
     "application/vnd.docker.image.rootfs.foreign.diff.tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 )
+# Non-distributable OCI layers without urls were pushed with their content,
+# so they are sealed like any other (ocicrypt has encrypted forms of them).
 _SEALABLE_LAYERS = (
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.v1.tar+gzip",
     "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
     "application/vnd.docker.image.rootfs.diff.tar",
 )
