@@ -297,9 +297,17 @@ def test_push_by_digest_waits_for_grace_then_seals(stack):
 def test_revision_of_tagged_manifest_is_left_to_the_tag_event(stack):
     pushed = stack.registry.push_image("team-a/app", "1", [random_layer()])
     key = stack.sealer.layout.revision_link("team-a/app", pushed.digest)
+    event = ObjectEvent(BUCKET, key, Action.CREATED)
     before = stack.registry.snapshot()
-    result = stack.sealer.handle(ObjectEvent(BUCKET, key, Action.CREATED))
+
+    # Checked again after the grace period: a newer push may take the tag.
+    with pytest.raises(RetryableError, match="tagged; checking again"):
+        stack.sealer.handle(event)
+    stack.sealer.clock = lambda: 4102444800.0  # year 2100: grace has passed
+    result = stack.sealer.handle(event)
+
     assert result.outcome is Outcome.SKIPPED
+    assert result.reason == "tagged; sealed through its tag"
     assert stack.registry.snapshot() == before
 
 

@@ -79,3 +79,7 @@ class VerificationError(TufError):
 
 class RegistryError(RegsealError):
     """A registry could not be reached or answered with an error."""
+
+
+class InvariantError(RegsealError):
+    """A registry breaks one or more of regseal's invariants (regseal.invariants)."""

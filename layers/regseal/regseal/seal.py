@@ -59,19 +59,22 @@ logger = logging.getLogger(__name__)
 # also ends an index that lists itself.
 MAX_INDEX_DEPTH = 4
 
-# Layer types that are never encrypted: their content is not in the registry
-# (foreign, non-distributable) or they are not filesystem layers.
+# Layers with ``urls`` are never encrypted: their content is not in the
+# registry. Docker foreign layers are not either, having no encrypted form.
+# NOTE: a Docker foreign layer pushed without urls stays plaintext.
 _PASSTHROUGH_LAYERS = (
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
     "application/vnd.docker.image.rootfs.foreign.diff.tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 )
+# Non-distributable OCI layers without urls were pushed with their content,
+# so they are sealed like any other (ocicrypt has encrypted forms of them).
 _SEALABLE_LAYERS = (
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.v1.tar+gzip",
     "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
     "application/vnd.docker.image.rootfs.diff.tar",
 )
@@ -208,7 +211,31 @@ class Sealer:
         """Seal the manifest a tag points at and move the tag to it.
 
         With ``dry_run`` nothing is written; the result says what would happen.
+
+        A concurrent seal of the same image (the event delivered twice, a
+        second tag) may move the tag and hide the plaintext this one is
+        still reading. The ManifestError that follows is no bad input: once
+        the tag has moved, its own event handles what it points at now.
         """
+        key = self.layout.tag_link(repository, tag)
+        before = self._read_link(key)
+        try:
+            return self._seal_tag(repository, tag, dry_run)
+        except ManifestError:
+            if before is None or self._read_link(key) == before:
+                raise
+            logger.debug("%s moved while sealing %s", key, before)
+            return SealResult(
+                Outcome.SUPERSEDED,
+                key,
+                "tag moved while sealing; what it points at now is sealed by its "
+                "own event",
+                repository,
+                tag,
+                before.value,
+            )
+
+    def _seal_tag(self, repository: str, tag: str, dry_run: bool) -> SealResult:
         key = self.layout.tag_link(repository, tag)
         base = SealResult(Outcome.SKIPPED, key, repository=repository, reference=tag)
         try:
@@ -222,7 +249,7 @@ class Sealer:
             return replace(base, reason="not an image manifest")
         if not self.has_plaintext(repository, parsed):
             if not _is_sealed(parsed):
-                return replace(base, reason="already encrypted, not by regseal")
+                return replace(base, reason=self._why_no_plaintext(repository, parsed))
             self._record_target(repository, tag, parsed, None)
             self._hide_sealed_sources(repository, parsed)
             return replace(base, reason="already sealed")
@@ -237,6 +264,10 @@ class Sealer:
             repository, tag, sealed.digest, sealed.data, sealed.media_type, current.etag
         )
         if not moved:
+            # No event will seal this plaintext again once nothing tags it;
+            # its sealed manifest is in place, so hide it now (which does
+            # nothing while a tag or an index still uses it).
+            self._hide_plaintext(repository, parsed)
             return replace(
                 work.report(base, sealed),
                 outcome=Outcome.SUPERSEDED,
@@ -324,10 +355,34 @@ class Sealer:
         """Seal a manifest that was pushed by digest, with no tag.
 
         A tag push also writes a revision link first; such manifests are left
-        to the tag's own event. A manifest no tag points at is sealed once it
-        is older than the grace period, so that an index being pushed can
-        still reference its plaintext children (docs/decisions/0004).
+        to the tag's own event, but checked again after the grace period in
+        case a newer push took the tag first. A manifest no tag points at is
+        sealed once it is older than the grace period, so that an index
+        being pushed can still reference its plaintext children
+        (docs/decisions/0004).
+
+        As for tags, a ManifestError after a concurrent seal hid the revision
+        is reported as that, not raised.
         """
+        key = self.layout.revision_link(repository, digest)
+        try:
+            return self._seal_revision(repository, digest, dry_run)
+        except ManifestError:
+            if self.store.exists(key):
+                raise
+            logger.debug("%s hidden while sealing it", key)
+            return SealResult(
+                Outcome.SKIPPED,
+                key,
+                "revision hidden while sealing, by a concurrent seal",
+                repository,
+                digest.value,
+                digest.value,
+            )
+
+    def _seal_revision(
+        self, repository: str, digest: Digest, dry_run: bool
+    ) -> SealResult:
         key = self.layout.revision_link(repository, digest)
         base = SealResult(
             Outcome.SKIPPED,
@@ -344,9 +399,38 @@ class Sealer:
             return replace(base, reason="not an image manifest")
         if not self.has_plaintext(repository, parsed):
             return replace(base, reason="no plaintext layers")
-        if self._sealed_record(repository, digest) is not None:
+        record = self._sealed_record(repository, digest)
+        if record is not None:
+            # A crash may have cut the hiding of that seal short: finish it,
+            # as long as the sealed manifest is there to replace the plaintext.
+            sealed_digest = Digest.parse(record["sealed"])
+            if self.store.exists(self.layout.revision_link(repository, sealed_digest)):
+                self._hide_plaintext(repository, parsed)
             return replace(base, reason="already sealed")
-        if self.still_tagged(repository, {digest}):
+        team, policy = self._team_for(repository)
+        if team is None:
+            return replace(base, reason="no team claims the repository")
+        tagged = bool(self.still_tagged(repository, {digest}))
+        if dry_run:
+            if tagged:
+                return replace(base, reason="tagged; sealed through its tag")
+            return replace(base, outcome=Outcome.PENDING, reason=f"team {team.name}")
+        age = self.clock() - info.last_modified.timestamp()
+        grace = self.settings.digest_push_grace
+        if age < grace and tagged:
+            # Its tag's event seals it, unless a newer push moves the tag
+            # first: that event then sees only the newer image, and this
+            # one must seal the older one by digest (decisions/0004).
+            raise RetryableError(
+                f"{key}: tagged; checking again after {grace:.0f}s that its tag's "
+                "seal took it"
+            )
+        if age < grace:
+            raise RetryableError(
+                f"{key}: manifest pushed by digest {age:.0f}s ago; sealing it after "
+                f"{grace:.0f}s, when no index push can still need it"
+            )
+        if tagged:
             return replace(base, reason="tagged; sealed through its tag")
         if any(
             digest in refs
@@ -354,18 +438,6 @@ class Sealer:
             if parent != digest
         ):
             return replace(base, reason="listed by an index; sealed with it")
-        team, policy = self._team_for(repository)
-        if team is None:
-            return replace(base, reason="no team claims the repository")
-        if dry_run:
-            return replace(base, outcome=Outcome.PENDING, reason=f"team {team.name}")
-        age = self.clock() - info.last_modified.timestamp()
-        if age < self.settings.digest_push_grace:
-            raise RetryableError(
-                f"{key}: manifest pushed by digest {age:.0f}s ago; sealing it after "
-                f"{self.settings.digest_push_grace:.0f}s, when no index push can "
-                "still need it"
-            )
         sealed, work = self._seal_top(repository, parsed, team, policy)
         self._hide_plaintext(repository, parsed)
         return work.report(base, sealed)
@@ -570,11 +642,13 @@ class Sealer:
     def _check_blobs(
         self, repository: str, parsed: mf.ImageManifest | mf.ImageIndex, depth: int = 0
     ) -> None:
-        """Check every plaintext layer before anything is written.
+        """Check the config and every plaintext layer before anything is written.
 
         Bad input (an unknown layer type, a missing blob or link, a size that
         does not match) must leave the registry exactly as it was, so it is
-        found here rather than halfway through writing sealed layers.
+        found here rather than halfway through writing sealed layers. The
+        config counts too: the sealed manifest keeps it, and a tag moved to a
+        manifest whose config is gone no longer pulls.
         """
         if isinstance(parsed, mf.ImageIndex):
             for child in parsed.manifests:
@@ -583,6 +657,9 @@ class Sealer:
                     if loaded is not None:
                         self._check_blobs(repository, loaded, depth + 1)
             return
+        self._check_blob(
+            repository, parsed.config, f"config {parsed.config.digest} of {repository}"
+        )
         for layer in parsed.layers:
             if not _is_plaintext_layer(layer):
                 continue
@@ -592,16 +669,21 @@ class Sealer:
                     f"{where}: expected a tar layer media type (one of "
                     f"{', '.join(_SEALABLE_LAYERS)}), got {layer.media_type!r}"
                 )
-            info = self.store.head(self.layout.blob_data(layer.digest))
-            if info is None or not self.store.exists(
-                self.layout.layer_link(repository, layer.digest)
-            ):
-                raise ManifestError(f"{where}: blob or _layers link missing")
-            if info.size != layer.size:
-                raise ManifestError(
-                    f"{where}: descriptor says {layer.size} bytes, the blob has "
-                    f"{info.size}"
-                )
+            self._check_blob(repository, layer, where)
+
+    def _check_blob(
+        self, repository: str, descriptor: mf.Descriptor, where: str
+    ) -> None:
+        info = self.store.head(self.layout.blob_data(descriptor.digest))
+        if info is None or not self.store.exists(
+            self.layout.layer_link(repository, descriptor.digest)
+        ):
+            raise ManifestError(f"{where}: blob or _layers link missing")
+        if info.size != descriptor.size:
+            raise ManifestError(
+                f"{where}: descriptor says {descriptor.size} bytes, the blob has "
+                f"{info.size}"
+            )
 
     def _reuse_layer(
         self, repository: str, layer: mf.Descriptor, policy: Policy
@@ -659,7 +741,9 @@ class Sealer:
                 "%s still referenced in %s; not hidden", plaintext.digest, repository
             )
             return
-        for digest in sorted(hidden):
+        # The plaintext's own revision link goes last: while it exists, a
+        # retry after a crash (_hide_sealed_sources) knows hiding is unfinished.
+        for digest in sorted(hidden, key=lambda d: (d == plaintext.digest, d)):
             parsed = self._load_or_none(repository, digest)
             if isinstance(parsed, mf.ImageManifest):
                 for layer in parsed.layers:
@@ -762,6 +846,26 @@ class Sealer:
             if loaded is not None and self.has_plaintext(repository, loaded, depth + 1):
                 return True
         return False
+
+    def _why_no_plaintext(
+        self, repository: str, parsed: mf.ImageManifest | mf.ImageIndex, depth: int = 0
+    ) -> str:
+        """The skip reason for a manifest regseal did not seal and need not."""
+        if isinstance(parsed, mf.ImageManifest):
+            if any(
+                ocicrypt.is_encrypted_media_type(x.media_type) for x in parsed.layers
+            ):
+                return "already encrypted, not by regseal"
+            return "no plaintext layers"
+        for child in parsed.manifests:
+            if child.media_type not in mf.MANIFEST_TYPES | mf.INDEX_TYPES:
+                continue
+            loaded = self._load_or_none(repository, child.digest)
+            if loaded is not None and depth < MAX_INDEX_DEPTH:
+                reason = self._why_no_plaintext(repository, loaded, depth + 1)
+                if reason.startswith("already encrypted"):
+                    return reason
+        return "no plaintext layers"
 
     def _load_or_none(
         self, repository: str, digest: Digest

@@ -86,6 +86,7 @@ def test_seal_environment_names_the_stack_and_standard_aws_variables():
         "REGSEAL_REGISTRY_ROOT": "/",
         "REGSEAL_STATE_PREFIX": "regseal/",
         "REGSEAL_POLICY": "s3://registry/regseal/policy.json",
+        "REGSEAL_DIGEST_PUSH_GRACE_SECONDS": "8",
         "POWERTOOLS_SERVICE_NAME": "regseal",
     }
 

@@ -38,9 +38,10 @@ MAX_RECEIVE_COUNT = 3
 # How old a manifest pushed by digest must be before it is sealed on its own
 # (docs/decisions/0004). It must fit in the queue's retries, or the message
 # runs out of deliveries first and the image is never sealed: the last
-# delivery comes at least this long after the first.
+# delivery comes at least this long after the first, so the grace is shorter
+# by a margin for the time each delivery takes.
 # NOTE: an index push must also finish within it, which small local images do.
-DIGEST_PUSH_GRACE_SECONDS = VISIBILITY_TIMEOUT_SECONDS * (MAX_RECEIVE_COUNT - 1)
+DIGEST_PUSH_GRACE_SECONDS = VISIBILITY_TIMEOUT_SECONDS * (MAX_RECEIVE_COUNT - 1) - 2
 
 # Dummies: moto accepts any credentials, and these can never reach a real account.
 DUMMY_ACCESS_KEY_ID = "testing"

@@ -21,7 +21,11 @@ from typing import Any, cast
 
 import regseal
 from regseal.errors import LocalStackError
-from regseal.local.resources import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
+from regseal.local.resources import (
+    DIGEST_PUSH_GRACE_SECONDS,
+    DUMMY_ACCESS_KEY_ID,
+    DUMMY_SECRET_ACCESS_KEY,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +82,7 @@ def seal_environment(
         "REGSEAL_REGISTRY_ROOT": registry_root,
         "REGSEAL_STATE_PREFIX": state_prefix,
         "REGSEAL_POLICY": policy_location,
+        "REGSEAL_DIGEST_PUSH_GRACE_SECONDS": str(DIGEST_PUSH_GRACE_SECONDS),
         "POWERTOOLS_SERVICE_NAME": "regseal",
     }
     if max_receive_count is not None:
