@@ -33,8 +33,13 @@ lint: setup
 	$(VENV)/bin/ruff format --check $(PY_SOURCES)
 	$(VENV)/bin/cfn-lint template.yaml
 
+# The regseal package (pyproject's [tool.mypy]), then each function's handler.
+# Both handlers are modules named `app`, so each directory gets its own run.
+FUNCTION_DIRS := $(wildcard functions/*)
+
 typecheck: setup
 	$(VENV)/bin/mypy
+	set -e; for dir in $(FUNCTION_DIRS); do $(VENV)/bin/mypy $$dir/app.py; done
 
 unit: setup
 	$(VENV)/bin/pytest tests/unit tests/functional

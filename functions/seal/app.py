@@ -124,11 +124,13 @@ def record_handler(record: SQSRecord) -> None:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records") or []
     if records and all(r.get("eventSource") == "aws:sqs" for r in records):
-        return process_partial_response(
-            event=event,
-            record_handler=record_handler,
-            processor=processor,
-            context=context,
+        return dict(
+            process_partial_response(
+                event=event,
+                record_handler=record_handler,
+                processor=processor,
+                context=context,
+            )
         )
     results = [seal_event(e) for e in events.parse_event(event)]
     return {"results": [r.fields() for r in results]}

@@ -121,6 +121,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "offline tuf roles expire soon",
             extra={"roles": list(result.offline_expiring)},
         )
+    if result.teams_expiring:
+        logger.warning(
+            "team tuf roles expire soon",
+            extra={"roles": list(result.teams_expiring)},
+        )
     response.update(
         snapshot_version=result.snapshot_version,
         timestamp_version=result.timestamp_version,
@@ -128,5 +133,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         timestamp_written=result.timestamp_written,
         held_back=sorted(result.held_back),
         offline_expiring=list(result.offline_expiring),
+        teams_expiring=list(result.teams_expiring),
     )
     return response

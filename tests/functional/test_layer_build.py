@@ -58,8 +58,14 @@ IMPORT_CHECKS = [
             "securesystemslib.signer",
         ),
     ),
-    # The seal function's handler, importing its whole domain from the layer.
+    # Each function's handler, importing its whole domain from the layer. Both
+    # handlers are named app.py, so each gets its own interpreter and code dir
+    # (Lambda too puts only the function's own directory on the path).
     ImportCheck(code_dirs=("functions/seal",), modules=("app", "regseal.seal")),
+    ImportCheck(
+        code_dirs=("functions/tuf",),
+        modules=("app", "regseal.tuf.publish", "regseal.tuf.signers"),
+    ),
 ]
 
 PROBE = """
@@ -115,6 +121,9 @@ def test_modules_import_from_the_layer_alone(layer: Path, check: ImportCheck) ->
     assert not [p for p in path if "site-packages" in p]
     for module, file in files.items():
         assert any(Path(file).is_relative_to(r) for r in roots), (module, file)
+    if "app" in files:
+        (code_dir,) = check.code_dirs
+        assert Path(str(files["app"])) == ROOT / code_dir / "app.py"
 
 
 def test_layer_holds_exactly_the_pinned_distributions(layer: Path) -> None:

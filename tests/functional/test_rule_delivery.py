@@ -46,7 +46,7 @@ def _aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def wire_rule(root: str) -> str:
     """Bucket with EventBridge on, the template's rule, its queue; the queue URL."""
     stack = load_stack({"RegistryBucketName": BUCKET, "RegistryRootDirectory": root})
-    (rule,) = stack.of_type("AWS::Events::Rule")
+    rule = stack.resources["RegistryLinksRule"]
     s3 = boto3.client("s3")
     sqs = boto3.client("sqs")
     events = boto3.client("events")

@@ -200,11 +200,19 @@ def iam_glob_matches(pattern: str, value: str) -> bool:
     return re.fullmatch(regex, value, flags=re.DOTALL) is not None
 
 
-def allowed(stack: Stack, role: str, action: str, arn: str) -> bool:
+def allowed(
+    stack: Stack,
+    role: str,
+    action: str,
+    arn: str,
+    context: Mapping[str, str] | None = None,
+) -> bool:
     """Whether ``role``'s identity policies allow ``action`` on ``arn``.
 
-    Conditions are ignored (the S3 statements of regseal's roles carry none);
-    an explicit deny wins over any allow.
+    ``context`` holds the request's condition keys (``{"s3:prefix": "tuf/"}``).
+    A statement applies only if its condition holds for them; a key the request
+    does not carry fails the condition, as in IAM. An explicit deny wins over
+    any allow.
     """
     verdict = False
     for statement in iam_statements(stack):
@@ -216,10 +224,35 @@ def allowed(stack: Stack, role: str, action: str, arn: str) -> bool:
             isinstance(r, str) and iam_glob_matches(r, arn) for r in statement.resources
         ):
             continue
+        if not condition_holds(statement.condition, context or {}):
+            continue
         if statement.effect == "Deny":
             return False
         verdict = True
     return verdict
+
+
+def condition_holds(condition: Mapping[str, Any], context: Mapping[str, str]) -> bool:
+    """IAM condition evaluation for the single-valued operators regseal uses.
+
+    Every operator block must hold (AND); within a block every key must hold
+    (AND), a list of values matches if any does (OR). Other operators raise.
+    """
+    for operator, tests in condition.items():
+        for key, expected in tests.items():
+            values = expected if isinstance(expected, list) else [expected]
+            if key not in context:
+                return False
+            actual = context[key]
+            if operator in ("StringEquals", "ArnEquals"):
+                matched = actual in values
+            elif operator in ("StringLike", "ArnLike"):
+                matched = any(iam_glob_matches(v, actual) for v in values)
+            else:
+                raise ValueError(f"condition operator {operator} is not evaluated")
+            if not matched:
+                return False
+    return True
 
 
 # ---------------------------------------------------------------- EventBridge

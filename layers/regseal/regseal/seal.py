@@ -250,8 +250,8 @@ class Sealer:
         if not self.has_plaintext(repository, parsed):
             if not _is_sealed(parsed):
                 return replace(base, reason=self._why_no_plaintext(repository, parsed))
-            self._record_target(repository, tag, parsed, None)
             self._hide_sealed_sources(repository, parsed)
+            self._record_target(repository, tag, parsed, None)
             return replace(base, reason="already sealed")
         team, policy = self._team_for(repository)
         if team is None:
@@ -274,8 +274,11 @@ class Sealer:
                 reason="tag moved while sealing; the newer push is sealed by its "
                 "own event",
             )
-        self._record_target(repository, tag, sealed, team)
+        # Plaintext first: a TUF failure (say, a team not yet added with
+        # `regseal tuf add-team`) must not leave it reachable. The retry finds
+        # the tag sealed and records the target then.
         self._hide_plaintext(repository, parsed)
+        self._record_target(repository, tag, sealed, team)
         return work.report(base, sealed)
 
     def forget_tag(self, repository: str, tag: str) -> SealResult:

@@ -34,7 +34,10 @@ def isolated_process_state(monkeypatch):
         policy_location="s3://registry/regseal/policy.json",
     )
     for name in environment:
-        monkeypatch.delenv(name, raising=False)
+        # setenv first, so that teardown also removes what load_handler sets
+        # (delenv of an unset name records nothing to undo).
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setattr(sys, "modules", dict(sys.modules))
     return environment

@@ -68,6 +68,10 @@ class RefreshResult:
             could not be re-signed); these need an operator.
         offline_expiring: root or targets when they expire within
             ``OFFLINE_WARNING`` (30 days): only operators can re-sign them.
+        teams_expiring: team roles and bins within the team signing window
+            that this refresh did not re-sign (``resign_teams`` is off): the
+            seal function re-signs only what it writes, so they need an
+            operator's ``regseal tuf refresh``.
     """
 
     snapshot_version: int
@@ -78,6 +82,7 @@ class RefreshResult:
     resigned: tuple[str, ...] = ()
     held_back: Mapping[str, str] = field(default_factory=dict)
     offline_expiring: tuple[str, ...] = ()
+    teams_expiring: tuple[str, ...] = ()
 
 
 @dataclass
@@ -180,7 +185,10 @@ class Publisher:
         walk = self._walk(repo, root, snapshot_md.signed.meta, hints)
 
         resigned: list[str] = []
-        if self.settings.resign_teams:
+        teams_expiring: tuple[str, ...] = ()
+        if not self.settings.resign_teams:
+            teams_expiring = tuple(self._expiring_team_roles(walk))
+        else:
             for role in self._expiring_team_roles(walk):
                 try:
                     update = self._writer.resign(role)
@@ -216,6 +224,7 @@ class Publisher:
             resigned=tuple(resigned),
             held_back=dict(walk.held_back),
             offline_expiring=self._offline_expiring(root, walk, now),
+            teams_expiring=teams_expiring,
         )
         logger.debug(
             "refresh: snapshot v%d (%s), timestamp v%d (%s), %d held back",
