@@ -350,3 +350,34 @@ def test_ciphertext_is_identical_to_the_single_threaded_codec(store):
     assert reference.finalize() == layer
     stored = store.get_bytes(blob_key(layer.digest))
     assert hashlib.sha256(stored).digest() == hashlib.sha256(expected).digest()
+
+
+@pytest.mark.parametrize("step", ["hash_ciphertext", "mac_ciphertext", "encrypt_into"])
+def test_failure_on_a_lane_stops_the_stream_and_aborts(store, monkeypatch, step):
+    data = os.urandom(6 * PART)
+    options = PrivateOptions.generate(source(store, data))
+    original = getattr(LayerEncryptor, step)
+    calls = []
+
+    def failing(self, *args):
+        calls.append(1)
+        if len(calls) == 7:
+            raise RuntimeError(f"injected failure in {step}")
+        return original(self, *args)
+
+    monkeypatch.setattr(LayerEncryptor, step, failing)
+
+    with pytest.raises(RuntimeError, match=f"injected failure in {step}"):
+        encrypt_blob(
+            store,
+            "plain",
+            len(data),
+            options,
+            blob_key,
+            STAGING,
+            StreamSettings(PART, 2),
+        )
+
+    assert store.keys() == ["plain"]
+    assert store.requests["AbortMultipartUpload"] == 1
+    assert store.requests["CompleteMultipartUpload"] == 0

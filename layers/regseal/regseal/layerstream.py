@@ -325,20 +325,34 @@ class _Pipeline:
         if self._failure is not None:
             return
         encryptor = self._encryptor
-        mac: Future[None] | None = None
-        digest: Future[None] | None = None
-        for start in range(0, len(part.view), SLICE):
-            piece = part.view[start : start + SLICE]
-            # The plaintext is hashed before AES overwrites it.
-            encryptor.hash_plaintext(piece)
-            encryptor.encrypt_into(piece, piece)
-            mac = self._mac_lane.submit(encryptor.mac_ciphertext, piece)
-            digest = self._digest_lane.submit(encryptor.hash_ciphertext, piece)
-        assert mac is not None
-        assert digest is not None
+        futures: tuple[Future[None], Future[None]] | None = None
+        try:
+            for start in range(0, len(part.view), SLICE):
+                piece = part.view[start : start + SLICE]
+                # The plaintext is hashed before AES overwrites it.
+                encryptor.hash_plaintext(piece)
+                encryptor.encrypt_into(piece, piece)
+                futures = (
+                    self._mac_lane.submit(self._guard, encryptor.mac_ciphertext, piece),
+                    self._digest_lane.submit(
+                        self._guard, encryptor.hash_ciphertext, piece
+                    ),
+                )
+        except BaseException as exc:
+            self._fail(exc)
+            return
+        assert futures is not None
         # The lanes keep blob order: once the part's last slice is MACed and
         # hashed, so is the whole part, and its buffer may leave.
-        _when_done((mac, digest), lambda failed: self._send(part, failed))
+        _when_done(futures, lambda failed: self._send(part, failed))
+
+    def _guard(self, step: Callable[[memoryview], None], piece: memoryview) -> None:
+        """Run one lane step; a failure stops the whole pipeline."""
+        try:
+            step(piece)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
 
     # -- uploads -------------------------------------------------------------
 
