@@ -4,14 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test unit lint typecheck demo bench clean
+.PHONY: setup test unit lint typecheck demo bench bench-quick clean
 
 setup:
 	./scripts/bootstrap.sh
 
 lint: setup
-	$(VENV)/bin/ruff check layers functions tests
-	$(VENV)/bin/ruff format --check layers functions tests
+	$(VENV)/bin/ruff check layers functions tests benchmarks
+	$(VENV)/bin/ruff format --check layers functions tests benchmarks
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -25,8 +25,13 @@ test: setup lint typecheck
 demo: setup
 	./scripts/demo.sh
 
+# Side-by-side measurements (docs/performance.md). Several minutes and about
+# 5 GiB of scratch data, deleted at the end; bench-quick is the smoke test.
 bench: setup
-	$(PY) -m regseal.bench
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+bench-quick: setup
+	$(PY) -m benchmarks --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build .aws-sam
