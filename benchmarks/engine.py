@@ -61,6 +61,14 @@ class Run:
         return self.cpu_seconds / self.seconds
 
 
+def faster(best: Run | None, run: Run) -> Run:
+    """The faster of two runs of the same work, counting both."""
+    if best is None:
+        return run
+    winner = run if run.seconds < best.seconds else best
+    return Run(winner.seconds, winner.cpu_seconds, winner.size, best.runs + run.runs)
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime

@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 ROWS = [
+    "engine-one-lane-cpu",
     "engine-vs-hashing-bound",
     "engine-vs-own-work",
     "engine-moto-server",

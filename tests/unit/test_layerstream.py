@@ -11,7 +11,12 @@ import pytest
 
 from regseal.digest import Digest
 from regseal.errors import IntegrityError, StorageError
-from regseal.layerstream import MIN_PART_SIZE, StreamSettings, encrypt_blob
+from regseal.layerstream import (
+    MIN_PART_SIZE,
+    StreamSettings,
+    available_cpus,
+    encrypt_blob,
+)
 from regseal.ocicrypt import (
     LayerEncryptor,
     PrivateOptions,
@@ -57,12 +62,14 @@ def store(tmp_path):
     store.close()
 
 
-def test_multipart_layer_round_trips_through_the_codec(store):
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_multipart_layer_round_trips_through_the_codec(store, lanes):
     data = os.urandom(5 * PART + 12345)
     options = PrivateOptions.generate(source(store, data))
+    settings = StreamSettings(PART, 2, lanes)
 
     layer = encrypt_blob(
-        store, "plain", len(data), options, blob_key, STAGING, StreamSettings(PART, 2)
+        store, "plain", len(data), options, blob_key, STAGING, settings
     )
 
     requests = dict(store.requests)
@@ -293,13 +300,13 @@ class CountingUpload(FileUpload):
             store._bump("in_flight", -1)
 
 
-@pytest.mark.parametrize("workers", [1, 3])
-def test_memory_stays_bounded_for_a_layer_of_many_parts(tmp_path, workers):
+@pytest.mark.parametrize(("workers", "lanes"), [(1, 3), (3, 3), (2, 1)])
+def test_memory_stays_bounded_for_a_layer_of_many_parts(tmp_path, workers, lanes):
     store = CountingStore(tmp_path / "bucket")
     size = 12 * PART + 1
     data = os.urandom(size)
     options = PrivateOptions.generate(source(store, data))
-    settings = StreamSettings(PART, workers)
+    settings = StreamSettings(PART, workers, lanes)
     del data
 
     layer = encrypt_blob(store, "plain", size, options, blob_key, STAGING, settings)
@@ -329,12 +336,29 @@ def test_part_size_grows_for_layers_beyond_ten_thousand_parts():
 
 
 @pytest.mark.parametrize(
-    ("part_size", "workers", "message"),
-    [(PART - 1, 1, "part_size"), (PART, 0, "workers")],
+    ("part_size", "workers", "lanes", "message"),
+    [
+        (PART - 1, 1, None, "part_size"),
+        (PART, 0, None, "workers"),
+        (PART, 1, 2, "lanes"),
+    ],
 )
-def test_stream_settings_reject_bad_values(part_size, workers, message):
+def test_stream_settings_reject_bad_values(part_size, workers, lanes, message):
     with pytest.raises(ValueError, match=message):
-        StreamSettings(part_size, workers)
+        StreamSettings(part_size, workers, lanes)
+
+
+@pytest.mark.parametrize(("memory_mb", "lanes"), [("1769", 1), ("10240", None)])
+def test_lambda_memory_size_caps_the_cpus_and_picks_the_lanes(
+    monkeypatch, memory_mb, lanes
+):
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb)
+    cpus = available_cpus()
+
+    assert cpus <= int(memory_mb) / 1769
+    expected = lanes if lanes is not None else (3 if cpus >= 2 else 1)
+    assert StreamSettings().hash_lanes == expected
+    assert StreamSettings(lanes=3).hash_lanes == 3
 
 
 def test_ciphertext_is_identical_to_the_single_threaded_codec(store):
@@ -352,8 +376,16 @@ def test_ciphertext_is_identical_to_the_single_threaded_codec(store):
     assert hashlib.sha256(stored).digest() == hashlib.sha256(expected).digest()
 
 
-@pytest.mark.parametrize("step", ["hash_ciphertext", "mac_ciphertext", "encrypt_into"])
-def test_failure_on_a_lane_stops_the_stream_and_aborts(store, monkeypatch, step):
+@pytest.mark.parametrize(
+    ("step", "lanes"),
+    [
+        ("hash_ciphertext", 3),
+        ("mac_ciphertext", 3),
+        ("encrypt_into", 3),
+        ("mac_ciphertext", 1),
+    ],
+)
+def test_failure_on_a_lane_stops_the_stream_and_aborts(store, monkeypatch, step, lanes):
     data = os.urandom(6 * PART)
     options = PrivateOptions.generate(source(store, data))
     original = getattr(LayerEncryptor, step)
@@ -381,3 +413,36 @@ def test_failure_on_a_lane_stops_the_stream_and_aborts(store, monkeypatch, step)
     assert store.keys() == ["plain"]
     assert store.requests["AbortMultipartUpload"] == 1
     assert store.requests["CompleteMultipartUpload"] == 0
+
+
+def test_next_layer_reuses_the_part_buffers_of_the_last(tmp_path):
+    store = CountingStore(tmp_path / "bucket")
+    settings = StreamSettings(PART, 1)
+    first, second = os.urandom(6 * PART), os.urandom(6 * PART)
+    store.put("one", first)
+    store.put("two", second)
+
+    encrypt_blob(
+        store,
+        "one",
+        len(first),
+        PrivateOptions.generate(Digest.of(first)),
+        blob_key,
+        STAGING,
+        settings,
+    )
+    used_first = set(store.buffers)
+    store.buffers.clear()
+    encrypt_blob(
+        store,
+        "two",
+        len(second),
+        PrivateOptions.generate(Digest.of(second)),
+        blob_key,
+        STAGING,
+        settings,
+    )
+
+    assert len(used_first) == settings.buffers
+    assert set(store.buffers) == used_first
+    store.close()

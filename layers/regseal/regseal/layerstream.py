@@ -22,6 +22,9 @@ HMAC), so the stages overlap on every core:
 
 A lane is a single-threaded executor, so it sees its slices in blob order,
 which the HMAC and both digests need; the three lanes run at the same time.
+Spreading the hashes over threads costs more CPU per byte (each slice is
+read by two more cores), so with fewer than two CPUs to spare the cipher lane
+does all four steps itself, slice by slice (:attr:`StreamSettings.lanes`).
 
 Memory is bounded whatever the layer size: a part holds one buffer from its
 GET to the end of its upload, and the pool has :attr:`StreamSettings.buffers`
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -107,6 +111,12 @@ class StreamSettings:
 
     part_size: int = 16 * MiB
     workers: int = 4
+    lanes: int | None = None
+    """Threads that hash and encrypt: 3 (the plaintext hash and AES, the
+    HMAC, the ciphertext hash, each on a thread of its own: the most bytes
+    per second when two or more CPUs are free) or 1 (all four steps on one
+    thread: the least CPU per byte). None picks 3 when
+    :func:`available_cpus` is at least 2, else 1."""
 
     def __post_init__(self) -> None:
         if self.part_size < MIN_PART_SIZE:
@@ -116,6 +126,15 @@ class StreamSettings:
             )
         if self.workers < 1:
             raise ValueError(f"workers: expected at least 1, got {self.workers}")
+        if self.lanes not in (None, 1, 3):
+            raise ValueError(f"lanes: expected 1, 3 or None, got {self.lanes}")
+
+    @property
+    def hash_lanes(self) -> int:
+        """The lanes in use: :attr:`lanes`, or the automatic choice."""
+        if self.lanes is not None:
+            return self.lanes
+        return 3 if available_cpus() >= 2 else 1
 
     @property
     def buffers(self) -> int:
@@ -135,6 +154,31 @@ class StreamSettings:
             return 2 * size  # plaintext and ciphertext of the one part
         parts = math.ceil(size / part_size)
         return min(parts, self.buffers) * part_size
+
+
+LAMBDA_MB_PER_VCPU = 1769
+"""Lambda gives a function the equivalent of one vCPU at 1,769 MB."""
+
+
+def available_cpus() -> float:
+    """CPUs this process may use: affinity, cgroup quota and Lambda's share.
+
+    Lambda sizes the CPU share by the function's memory
+    (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``), whatever the number of CPUs the
+    sandbox shows.
+    """
+    cpus = float(len(os.sched_getaffinity(0)))
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as file:
+            quota, period = file.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, int(quota) / int(period))
+    except (OSError, ValueError):
+        pass
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory.isdigit():
+        cpus = min(cpus, int(memory) / LAMBDA_MB_PER_VCPU)
+    return cpus
 
 
 def encrypt_blob(
@@ -255,16 +299,18 @@ class _Pipeline:
         self._part_size = part_size
         self._parts = math.ceil(size / part_size)
         self._max_buffers = min(settings.buffers, self._parts)
+        self._keep = settings.buffers
 
         self._cond = threading.Condition()
         self._failure: BaseException | None = None
         self._free: list[bytearray] = []
-        self._buffers_made = 0
+        self._owned: list[bytearray] = []
         self._fetched: dict[int, _Part] = {}
         self._next_to_encrypt = 1
         self._uploaded = 0
 
         workers = settings.workers
+        self._one_lane = settings.hash_lanes == 1
         self._getters = ThreadPoolExecutor(workers, "regseal-get")
         self._putters = ThreadPoolExecutor(workers, "regseal-put")
         self._cipher_lane = ThreadPoolExecutor(1, "regseal-aes")
@@ -288,6 +334,21 @@ class _Pipeline:
             assert self._failure is not None
             raise self._failure from None
         self._close(cancel=False)
+
+    def _close(self, *, cancel: bool) -> None:
+        # GETs first (a finished GET feeds the cipher lane), then the lanes
+        # in the order they feed each other, then the uploads; each waits for
+        # the work already running.
+        for executor in (
+            self._getters,
+            self._cipher_lane,
+            self._mac_lane,
+            self._digest_lane,
+            self._putters,
+        ):
+            executor.shutdown(wait=True, cancel_futures=cancel)
+        # Every thread has stopped: the buffers are free for the next layer.
+        _SPARE.give(self._part_size, self._owned, self._keep)
 
     def _stream(self) -> None:
         for index, start in enumerate(range(0, self._size, self._part_size)):
@@ -325,6 +386,15 @@ class _Pipeline:
         if self._failure is not None:
             return
         encryptor = self._encryptor
+        if self._one_lane:
+            try:
+                # All four steps, cache-sized slice by slice, in place.
+                encryptor.update_into(part.view, part.view)
+            except BaseException as exc:
+                self._fail(exc)
+                return
+            self._send(part, None)
+            return
         futures: tuple[Future[None], Future[None]] | None = None
         try:
             for start in range(0, len(part.view), SLICE):
@@ -380,7 +450,7 @@ class _Pipeline:
         with self._cond:
             while (
                 not self._free
-                and self._buffers_made >= self._max_buffers
+                and len(self._owned) >= self._max_buffers
                 and self._failure is None
             ):
                 self._cond.wait()
@@ -388,8 +458,9 @@ class _Pipeline:
                 raise _Stopped()
             if self._free:
                 return self._free.pop()
-            self._buffers_made += 1
-        return bytearray(self._part_size)
+            buffer = _SPARE.take(self._part_size) or bytearray(self._part_size)
+            self._owned.append(buffer)
+            return buffer
 
     # -- failure and shutdown ------------------------------------------------
 
@@ -408,18 +479,32 @@ class _Pipeline:
                 logger.debug("layer stream of %s failed", self._source_key)
             self._cond.notify_all()
 
-    def _close(self, *, cancel: bool) -> None:
-        # GETs first (a finished GET feeds the cipher lane), then the lanes
-        # in the order they feed each other, then the uploads; each waits for
-        # the work already running.
-        for executor in (
-            self._getters,
-            self._cipher_lane,
-            self._mac_lane,
-            self._digest_lane,
-            self._putters,
-        ):
-            executor.shutdown(wait=True, cancel_futures=cancel)
+
+class _SparePool:
+    """Part buffers kept between layers, so that each layer of an image does
+    not pay again for fresh memory (page faults cost about a second per GiB
+    on a virtual machine). At most one pipeline's worth is kept per size."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spare: dict[int, list[bytearray]] = {}
+
+    def take(self, size: int) -> bytearray | None:
+        with self._lock:
+            buffers = self._spare.get(size)
+            return buffers.pop() if buffers else None
+
+    def give(self, size: int, buffers: list[bytearray], keep: int) -> None:
+        with self._lock:
+            spare = self._spare.setdefault(size, [])
+            spare.extend(buffers)
+            del spare[: max(0, len(spare) - keep)]  # drop the oldest
+            # Keep one part size only: a new size replaces the old buffers.
+            for other in [k for k in self._spare if k != size]:
+                del self._spare[other]
+
+
+_SPARE = _SparePool()
 
 
 def _when_done(
