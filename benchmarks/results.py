@@ -74,7 +74,7 @@ class Row:
         if self.target is not None:
             comparison, threshold = self.target
             mark = {True: "met", False: "missed", None: ""}[self.met]
-            target = f"{_SHOWN[comparison]} {threshold:g} {mark}".strip()
+            target = f"{_SHOWN[comparison]} {threshold:.2g} {mark}".strip()
         reference = "" if self.reference is None else str(self.reference)
         return [
             f"`{self.key}`",
