@@ -20,13 +20,13 @@ LAYER_TARGET_FLAGS := --platform $(LAYER_PLATFORM) --python-version $(LAYER_PYTH
 	--implementation cp --no-compile
 endif
 
-.PHONY: setup test unit lint typecheck demo bench clean layer layer-lock bench-tuf
+.PHONY: setup test unit lint typecheck demo bench clean layer layer-lock bench-tuf bench-quick
 
 setup:
 	./scripts/bootstrap.sh
 
 # functions/ may not exist yet on a branch; ruff fails on a missing path.
-PY_SOURCES := layers tests scripts $(wildcard functions)
+PY_SOURCES := layers tests scripts benchmarks $(wildcard functions)
 
 lint: setup
 	$(VENV)/bin/ruff check $(PY_SOURCES)
@@ -50,8 +50,13 @@ test: setup lint typecheck
 demo: setup
 	./scripts/demo.sh
 
+# Side-by-side measurements (docs/performance.md). Several minutes and about
+# 5 GiB of scratch data, deleted at the end; bench-quick is the smoke test.
 bench: setup
-	$(PY) -m regseal.bench
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+bench-quick: setup
+	$(PY) -m benchmarks --quick $(BENCH_ARGS)
 
 # --no-deps: requirements.txt pins the whole closure, so nothing unpinned sneaks
 # in; a missing pin shows up as an import error in the layer import test.

@@ -2,38 +2,121 @@
 
 The ciphertext's digest (its blob key) is known only after the last byte,
 so a large layer is uploaded as a multipart upload to a staging key under
-regseal's own prefix and then copied server side to its content address.
-A layer that fits in one part is encrypted in memory and written straight
-to its final key.
+regseal's own prefix and then copied server side to its content address
+(docs/decisions/0003). A layer that fits in one part is encrypted in memory
+and written straight to its final key.
 
-Memory is bounded: at most ``workers`` parts are being downloaded and at most
-``workers`` parts uploaded while one is encrypted, whatever the layer size.
-Downloads, uploads and the hashing inside the cipher release the GIL, so
-transfer and crypto overlap on both cores.
+A large layer flows through a pipeline of threads. Every stage spends its
+time in C code that releases the GIL (sockets, OpenSSL's AES, sha256 and
+HMAC), so the stages overlap on every core:
+
+- ``workers`` threads fetch parts with ranged GETs, each into a buffer from
+  a fixed pool, ahead of the cipher;
+- the cipher lane takes the parts in blob order and, one slice at a time,
+  hashes the plaintext (to check the blob's digest) and then encrypts the
+  slice in place with AES-256-CTR, while the slice is still in the cache;
+- the MAC lane and the digest lane feed each ciphertext slice to the HMAC
+  and to the sha256 that becomes the blob's digest;
+- ``workers`` threads upload each part as soon as its last slice is MACed
+  and hashed; its buffer then goes back to the pool for a later part.
+
+A lane is a single-threaded executor, so it sees its slices in blob order,
+which the HMAC and both digests need; the three lanes run at the same time.
+Spreading the hashes over threads costs more CPU per byte (each slice is
+read by two more cores), so with fewer than two CPUs to spare the cipher lane
+does all four steps itself, slice by slice (:attr:`StreamSettings.lanes`).
+
+Memory is bounded whatever the layer size: a part holds one buffer from its
+GET to the end of its upload, and the pool has :attr:`StreamSettings.buffers`
+of them (``2 * workers + 2``: GETs, uploads, and two parts in the lanes), so
+the engine never holds more than :meth:`StreamSettings.memory_bound` bytes of
+layer data. Buffers are allocated once per layer and reused; nothing is
+allocated per part.
+
+Any failure stops the pipeline: queued work is cancelled, in-flight
+requests finish, the multipart upload is aborted and a staged object is
+deleted, so a failed seal leaves nothing behind under the staging prefix.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
+import threading
 import uuid
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from regseal.digest import Digest
 from regseal.ocicrypt import EncryptedLayer, LayerEncryptor, PrivateOptions
-from regseal.storage import MultipartUpload, ObjectStore
 
 logger = logging.getLogger(__name__)
 
-MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+MiB = 1024 * 1024
+MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
+MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
+
+SLICE = 1 * MiB
+"""Bytes of a part hashed, encrypted and handed to the other lanes at a time.
+
+Small enough that AES and the MAC and digest lanes find the slice in a CPU
+cache right after the cipher lane read it, large enough that the Python
+hand-off costs little next to the hashing.
+"""
+
+
+class BlobStore(Protocol):
+    """What the engine needs of a bucket; :class:`regseal.storage.ObjectStore`."""
+
+    def read_range(self, key: str, start: int, end: int) -> bytes: ...
+
+    def read_range_into(self, key: str, start: int, out: memoryview) -> None:
+        """Fill ``out`` with the object's bytes from ``start`` on."""
+
+    def exists(self, key: str) -> bool: ...
+
+    def put(self, key: str, data: bytes) -> str: ...
+
+    def start_multipart(self, key: str) -> PartUpload: ...
+
+    def copy(self, source_key: str, dest_key: str, size: int) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class PartUpload(Protocol):
+    """A multipart upload; :class:`regseal.storage.MultipartUpload`."""
+
+    def upload_part(self, number: int, data: bytes | bytearray | memoryview) -> None:
+        """Upload part ``number``; called from several threads at once."""
+
+    def complete(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 @dataclass(frozen=True)
 class StreamSettings:
-    part_size: int = 16 * 1024 * 1024
+    """Part size and parallelism of one layer's stream.
+
+    Attributes:
+        part_size: bytes per ranged GET and per uploaded part (S3 allows at
+            least 5 MiB). Raised automatically for layers that would need
+            more than 10,000 parts.
+        workers: parallel GETs, and parallel part uploads.
+    """
+
+    part_size: int = 16 * MiB
     workers: int = 4
+    lanes: int | None = None
+    """Threads that hash and encrypt: 3 (the plaintext hash and AES, the
+    HMAC, the ciphertext hash, each on a thread of its own: the most bytes
+    per second when two or more CPUs are free) or 1 (all four steps on one
+    thread: the least CPU per byte). None picks 3 when
+    :func:`available_cpus` is at least 2, else 1."""
 
     def __post_init__(self) -> None:
         if self.part_size < MIN_PART_SIZE:
@@ -43,10 +126,63 @@ class StreamSettings:
             )
         if self.workers < 1:
             raise ValueError(f"workers: expected at least 1, got {self.workers}")
+        if self.lanes not in (None, 1, 3):
+            raise ValueError(f"lanes: expected 1, 3 or None, got {self.lanes}")
+
+    @property
+    def hash_lanes(self) -> int:
+        """The lanes in use: :attr:`lanes`, or the automatic choice."""
+        if self.lanes is not None:
+            return self.lanes
+        return 3 if available_cpus() >= 2 else 1
+
+    @property
+    def buffers(self) -> int:
+        """Part buffers in the pool: GETs, uploads, and two parts in the lanes."""
+        return 2 * self.workers + 2
+
+    def part_size_for(self, size: int) -> int:
+        """The part size for a layer of ``size`` bytes (at most 10,000 parts)."""
+        if size <= self.part_size * MAX_PARTS:
+            return self.part_size
+        return math.ceil(size / MAX_PARTS / MiB) * MiB
+
+    def memory_bound(self, size: int) -> int:
+        """The most layer data the engine holds at once for ``size`` bytes."""
+        part_size = self.part_size_for(size)
+        if size <= part_size:
+            return 2 * size  # plaintext and ciphertext of the one part
+        parts = math.ceil(size / part_size)
+        return min(parts, self.buffers) * part_size
+
+
+LAMBDA_MB_PER_VCPU = 1769
+"""Lambda gives a function the equivalent of one vCPU at 1,769 MB."""
+
+
+def available_cpus() -> float:
+    """CPUs this process may use: affinity, cgroup quota and Lambda's share.
+
+    Lambda sizes the CPU share by the function's memory
+    (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``), whatever the number of CPUs the
+    sandbox shows.
+    """
+    cpus = float(len(os.sched_getaffinity(0)))
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as file:
+            quota, period = file.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, int(quota) / int(period))
+    except (OSError, ValueError):
+        pass
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory.isdigit():
+        cpus = min(cpus, int(memory) / LAMBDA_MB_PER_VCPU)
+    return cpus
 
 
 def encrypt_blob(
-    store: ObjectStore,
+    store: BlobStore,
     source_key: str,
     size: int,
     options: PrivateOptions,
@@ -66,8 +202,7 @@ def encrypt_blob(
         settings: part size and parallelism.
 
     Returns:
-        The ciphertext digest, HMAC and plaintext digest. The caller checks
-        the plaintext digest against the descriptor.
+        The ciphertext digest, HMAC and plaintext digest.
 
     The caller has checked that the source holds exactly ``size`` bytes; a
     short read still fails here.
@@ -75,72 +210,321 @@ def encrypt_blob(
     Raises:
         StorageError: a part came back short, or S3 failed; a staged upload
             is aborted or deleted.
+        IntegrityError: the plaintext does not hash to ``options.digest``;
+            nothing is written.
     """
     settings = settings or StreamSettings()
     encryptor = LayerEncryptor(options)
-    if size <= settings.part_size:
-        ciphertext = encryptor.update(store.read_range(source_key, 0, size))
+    part_size = settings.part_size_for(size)
+    if size <= part_size:
+        plaintext = store.read_range(source_key, 0, size)
+        ciphertext = bytearray(size)
+        encryptor.update_into(plaintext, ciphertext)
+        del plaintext
         layer = encryptor.finalize()
         key = blob_key(layer.digest)
         if not store.exists(key):
-            store.put(key, ciphertext)
+            store.put(key, bytes(ciphertext))
         return layer
 
     staging = f"{staging_prefix}{uuid.uuid4()}"
     upload = store.start_multipart(staging)
     try:
-        with (
-            ThreadPoolExecutor(settings.workers, "regseal-get") as getters,
-            ThreadPoolExecutor(settings.workers, "regseal-put") as putters,
-        ):
-            _pipeline(
-                store, source_key, size, encryptor, upload, getters, putters, settings
-            )
+        _Pipeline(store, source_key, size, encryptor, upload, part_size, settings).run()
+        layer = encryptor.finalize()
         upload.complete()
     except BaseException:
         upload.abort()
         raise
     try:
-        layer = encryptor.finalize()
         key = blob_key(layer.digest)
         if not store.exists(key):
             store.copy(staging, key, size)
     finally:
         store.delete(staging)
+    logger.debug(
+        "streamed %s (%d bytes, %d parts) to %s",
+        source_key,
+        size,
+        math.ceil(size / part_size),
+        key,
+    )
     return layer
 
 
-def _pipeline(
-    store: ObjectStore,
-    source_key: str,
-    size: int,
-    encryptor: LayerEncryptor,
-    upload: MultipartUpload,
-    getters: ThreadPoolExecutor,
-    putters: ThreadPoolExecutor,
-    settings: StreamSettings,
+class _Stopped(Exception):
+    """The pipeline stopped because some thread failed first."""
+
+
+@dataclass(frozen=True)
+class _Part:
+    number: int
+    start: int
+    buffer: bytearray
+    view: memoryview
+
+    @property
+    def body(self) -> bytearray | memoryview:
+        """What to upload: the whole buffer when the part fills it (no copy)."""
+        return self.buffer if len(self.view) == len(self.buffer) else self.view
+
+
+class _Pipeline:
+    """One large layer's trip through the threads of the module docstring.
+
+    The coordinator (the caller of :meth:`run`) only takes a buffer from the
+    pool for each part in turn and schedules its GET; that blocks while every
+    buffer is in use, which is the back pressure. Everything else happens in
+    callbacks: a finished GET hands its part to the cipher lane, strictly in
+    part order; the cipher lane hands slices to the MAC and digest lanes; the
+    last slice of a part schedules its upload; a finished upload returns the
+    buffer.
+    """
+
+    def __init__(
+        self,
+        store: BlobStore,
+        source_key: str,
+        size: int,
+        encryptor: LayerEncryptor,
+        upload: PartUpload,
+        part_size: int,
+        settings: StreamSettings,
+    ) -> None:
+        self._store = store
+        self._source_key = source_key
+        self._size = size
+        self._encryptor = encryptor
+        self._upload = upload
+        self._part_size = part_size
+        self._parts = math.ceil(size / part_size)
+        self._max_buffers = min(settings.buffers, self._parts)
+        self._keep = settings.buffers
+
+        self._cond = threading.Condition()
+        self._failure: BaseException | None = None
+        self._free: list[bytearray] = []
+        self._owned: list[bytearray] = []
+        self._fetched: dict[int, _Part] = {}
+        self._next_to_encrypt = 1
+        self._uploaded = 0
+
+        workers = settings.workers
+        self._one_lane = settings.hash_lanes == 1
+        self._getters = ThreadPoolExecutor(workers, "regseal-get")
+        self._putters = ThreadPoolExecutor(workers, "regseal-put")
+        self._cipher_lane = ThreadPoolExecutor(1, "regseal-aes")
+        self._mac_lane = ThreadPoolExecutor(1, "regseal-hmac")
+        self._digest_lane = ThreadPoolExecutor(1, "regseal-sha")
+
+    # -- the coordinator -----------------------------------------------------
+
+    def run(self) -> None:
+        """Stream every part; returns once every part is uploaded.
+
+        Raises:
+            BaseException: the first failure of any thread.
+        """
+        try:
+            self._stream()
+        except BaseException as exc:
+            if not isinstance(exc, _Stopped):
+                self._fail(exc)
+            self._close(cancel=True)
+            assert self._failure is not None
+            raise self._failure from None
+        self._close(cancel=False)
+
+    def _close(self, *, cancel: bool) -> None:
+        # GETs first (a finished GET feeds the cipher lane), then the lanes
+        # in the order they feed each other, then the uploads; each waits for
+        # the work already running.
+        for executor in (
+            self._getters,
+            self._cipher_lane,
+            self._mac_lane,
+            self._digest_lane,
+            self._putters,
+        ):
+            executor.shutdown(wait=True, cancel_futures=cancel)
+        # Every thread has stopped: the buffers are free for the next layer.
+        _SPARE.give(self._part_size, self._owned, self._keep)
+
+    def _stream(self) -> None:
+        for index, start in enumerate(range(0, self._size, self._part_size)):
+            buffer = self._take_buffer()
+            length = min(self._part_size, self._size - start)
+            part = _Part(index + 1, start, buffer, memoryview(buffer)[:length])
+            self._getters.submit(self._fetch, part)
+        with self._cond:
+            while self._uploaded < self._parts and self._failure is None:
+                self._cond.wait()
+            if self._failure is not None:
+                raise _Stopped()
+
+    # -- GETs, in any order; encryption in part order ------------------------
+
+    def _fetch(self, part: _Part) -> None:
+        try:
+            if self._failure is None:
+                self._store.read_range_into(self._source_key, part.start, part.view)
+        except BaseException as exc:
+            self._fail(exc)
+        with self._cond:
+            if self._failure is not None:
+                return
+            self._fetched[part.number] = part
+            # Hand on every part that is now next in line (the lane queues
+            # them in the order they are submitted, which is part order).
+            while self._next_to_encrypt in self._fetched:
+                ready = self._fetched.pop(self._next_to_encrypt)
+                self._next_to_encrypt += 1
+                self._submit(self._cipher_lane, self._encrypt, ready)
+
+    def _encrypt(self, part: _Part) -> None:
+        """On the cipher lane: hash, encrypt in place, hand slices on."""
+        if self._failure is not None:
+            return
+        encryptor = self._encryptor
+        if self._one_lane:
+            try:
+                # All four steps, cache-sized slice by slice, in place.
+                encryptor.update_into(part.view, part.view)
+            except BaseException as exc:
+                self._fail(exc)
+                return
+            self._send(part, None)
+            return
+        futures: tuple[Future[None], Future[None]] | None = None
+        try:
+            for start in range(0, len(part.view), SLICE):
+                piece = part.view[start : start + SLICE]
+                # The plaintext is hashed before AES overwrites it.
+                encryptor.hash_plaintext(piece)
+                encryptor.encrypt_into(piece, piece)
+                futures = (
+                    self._mac_lane.submit(self._guard, encryptor.mac_ciphertext, piece),
+                    self._digest_lane.submit(
+                        self._guard, encryptor.hash_ciphertext, piece
+                    ),
+                )
+        except BaseException as exc:
+            self._fail(exc)
+            return
+        assert futures is not None
+        # The lanes keep blob order: once the part's last slice is MACed and
+        # hashed, so is the whole part, and its buffer may leave.
+        _when_done(futures, lambda failed: self._send(part, failed))
+
+    def _guard(self, step: Callable[[memoryview], None], piece: memoryview) -> None:
+        """Run one lane step; a failure stops the whole pipeline."""
+        try:
+            step(piece)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    # -- uploads -------------------------------------------------------------
+
+    def _send(self, part: _Part, failed: BaseException | None) -> None:
+        if failed is not None:
+            self._fail(failed)
+        if self._failure is None:
+            self._submit(self._putters, self._put, part)
+
+    def _put(self, part: _Part) -> None:
+        try:
+            if self._failure is None:
+                self._upload.upload_part(part.number, part.body)
+        except BaseException as exc:
+            self._fail(exc)
+            return
+        with self._cond:
+            self._uploaded += 1
+            self._free.append(part.buffer)
+            self._cond.notify_all()
+
+    # -- buffers -------------------------------------------------------------
+
+    def _take_buffer(self) -> bytearray:
+        with self._cond:
+            while (
+                not self._free
+                and len(self._owned) >= self._max_buffers
+                and self._failure is None
+            ):
+                self._cond.wait()
+            if self._failure is not None:
+                raise _Stopped()
+            if self._free:
+                return self._free.pop()
+            buffer = _SPARE.take(self._part_size) or bytearray(self._part_size)
+            self._owned.append(buffer)
+            return buffer
+
+    # -- failure and shutdown ------------------------------------------------
+
+    def _submit(
+        self, executor: ThreadPoolExecutor, task: Callable[[_Part], None], part: _Part
+    ) -> None:
+        try:
+            executor.submit(task, part)
+        except RuntimeError as exc:  # shut down after another failure
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._cond:
+            if self._failure is None:
+                self._failure = exc
+                logger.debug("layer stream of %s failed", self._source_key)
+            self._cond.notify_all()
+
+
+class _SparePool:
+    """Part buffers kept between layers, so that each layer of an image does
+    not pay again for fresh memory (page faults cost about a second per GiB
+    on a virtual machine). At most one pipeline's worth is kept per size."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spare: dict[int, list[bytearray]] = {}
+
+    def take(self, size: int) -> bytearray | None:
+        with self._lock:
+            buffers = self._spare.get(size)
+            return buffers.pop() if buffers else None
+
+    def give(self, size: int, buffers: list[bytearray], keep: int) -> None:
+        with self._lock:
+            spare = self._spare.setdefault(size, [])
+            spare.extend(buffers)
+            del spare[: max(0, len(spare) - keep)]  # drop the oldest
+            # Keep one part size only: a new size replaces the old buffers.
+            for other in [k for k in self._spare if k != size]:
+                del self._spare[other]
+
+
+_SPARE = _SparePool()
+
+
+def _when_done(
+    futures: Iterable[Future[None]], then: Callable[[BaseException | None], None]
 ) -> None:
-    offsets = iter(range(0, size, settings.part_size))
-    reads: deque[Future[bytes]] = deque()
-    writes: deque[Future[None]] = deque()
+    """Call ``then`` once every future is done, with the first failure if any."""
+    pending = list(futures)
+    lock = threading.Lock()
+    remaining = [len(pending)]
+    failures: list[BaseException] = []
 
-    def schedule_read() -> None:
-        start = next(offsets, None)
-        if start is not None:
-            end = min(start + settings.part_size, size)
-            reads.append(getters.submit(store.read_range, source_key, start, end))
+    def done(future: Future[None]) -> None:
+        exc = _Stopped("cancelled") if future.cancelled() else future.exception()
+        with lock:
+            if exc is not None:
+                failures.append(exc)
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            then(failures[0] if failures else None)
 
-    for _ in range(settings.workers):
-        schedule_read()
-    number = 0
-    while reads:
-        plaintext = reads.popleft().result()
-        schedule_read()
-        ciphertext = encryptor.update(plaintext)
-        del plaintext
-        number += 1
-        while len(writes) >= settings.workers:
-            writes.popleft().result()
-        writes.append(putters.submit(upload.upload_part, number, ciphertext))
-    for write in writes:
-        write.result()
+    for future in pending:
+        future.add_done_callback(done)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from regseal.errors import NotFoundError, PreconditionFailedError, StorageError
 
@@ -32,6 +32,9 @@ _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409
 # UploadPartCopy.
 MAX_SINGLE_COPY = 5 * 1024**3
 COPY_PART_SIZE = 512 * 1024**2
+
+# Pieces in which read_range_into copies a body into the caller's buffer.
+_READ_PIECE = 1024**2
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,42 @@ class ObjectStore:
                 f"{start}, got {len(data)}"
             )
         return data
+
+    def read_range_into(self, key: str, start: int, out: memoryview) -> None:
+        """Fill ``out`` with the object's bytes from offset ``start`` on.
+
+        The body is copied into ``out`` one piece at a time, so a caller that
+        reuses its buffers allocates nothing the size of a part.
+
+        Raises:
+            StorageError: the object ended early, or the transfer failed.
+        """
+        target = out.cast("B") if out.format != "B" else out
+        if not target:
+            return
+        end = start + len(target)
+        reply = self._call("GetObject", key, Key=key, Range=f"bytes={start}-{end - 1}")
+        body = reply["Body"]
+        filled = 0
+        try:
+            while filled < len(target):
+                piece = body.read(min(_READ_PIECE, len(target) - filled))
+                if not piece:
+                    break
+                target[filled : filled + len(piece)] = piece
+                filled += len(piece)
+        except BotoCoreError as exc:
+            raise StorageError(
+                f"s3://{self.bucket}/{key}: reading bytes {start}-{end - 1} failed: "
+                f"{exc}"
+            ) from exc
+        finally:
+            body.close()
+        if filled != len(target):
+            raise StorageError(
+                f"s3://{self.bucket}/{key}: expected {len(target)} bytes at offset "
+                f"{start}, got {filled}"
+            )
 
     def head(self, key: str) -> ObjectInfo | None:
         """Metadata of an object, or None when it does not exist."""
@@ -222,7 +261,8 @@ class MultipartUpload:
         self._parts: dict[int, str] = {}
         self._lock = threading.Lock()
 
-    def upload_part(self, number: int, data: bytes | memoryview) -> None:
+    def upload_part(self, number: int, data: bytes | bytearray | memoryview) -> None:
+        """Upload part ``number``; a bytearray is sent as it is, without a copy."""
         reply = self.store._call(
             "UploadPart",
             self.key,
