@@ -8,6 +8,8 @@ to its final key.
 
 Memory is bounded: at most ``workers`` parts are being downloaded and at most
 ``workers`` parts uploaded while one is encrypted, whatever the layer size.
+:func:`encrypt_in_order` streams into any :class:`PartSink` that must get
+its parts in order, one at a time (a registry's chunked blob upload).
 Downloads, uploads and the hashing inside the cipher release the GIL, so
 transfer and crypto overlap on both cores.
 """
@@ -20,14 +22,22 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from regseal.digest import Digest
 from regseal.ocicrypt import EncryptedLayer, LayerEncryptor, PrivateOptions
-from regseal.storage import MultipartUpload, ObjectStore
+from regseal.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+
+
+class PartSink(Protocol):
+    """Where ciphertext parts go: an S3 multipart upload, a registry upload."""
+
+    def upload_part(self, number: int, data: bytes) -> None:
+        """Store part ``number`` (from 1); parts may arrive from any thread."""
 
 
 @dataclass(frozen=True)
@@ -110,12 +120,41 @@ def encrypt_blob(
     return layer
 
 
+def encrypt_in_order(
+    store: ObjectStore,
+    source_key: str,
+    size: int,
+    options: PrivateOptions,
+    sink: PartSink,
+    settings: StreamSettings | None = None,
+) -> EncryptedLayer:
+    """Encrypt the object at ``source_key`` into ``sink``, one part at a time.
+
+    For a sink that must receive its parts in order and one at a time (the
+    registry's chunked blob upload): parts are still downloaded ``workers``
+    at once, but handed to the sink by a single thread, in order. Memory stays
+    bounded by about ``2 * workers + 1`` parts.
+
+    Returns:
+        The ciphertext digest, HMAC and plaintext digest; the caller checks
+        the plaintext digest before it commits what the sink received.
+    """
+    settings = settings or StreamSettings()
+    encryptor = LayerEncryptor(options)
+    with (
+        ThreadPoolExecutor(settings.workers, "regseal-get") as getters,
+        ThreadPoolExecutor(1, "regseal-send") as sender,
+    ):
+        _pipeline(store, source_key, size, encryptor, sink, getters, sender, settings)
+    return encryptor.finalize()
+
+
 def _pipeline(
     store: ObjectStore,
     source_key: str,
     size: int,
     encryptor: LayerEncryptor,
-    upload: MultipartUpload,
+    upload: PartSink,
     getters: ThreadPoolExecutor,
     putters: ThreadPoolExecutor,
     settings: StreamSettings,

@@ -48,7 +48,7 @@ from regseal.layout import LinkKind, RegistryLayout, decode_link
 from regseal.policy import Policy, PolicySource, Team
 from regseal.settings import Settings
 from regseal.storage import ObjectStore
-from regseal.writeback import StorageWriteBack, WriteBack
+from regseal.writeback import StorageWriteBack, TagState, WriteBack
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,12 @@ class Sealer:
 
         sealed, work = self._seal_top(repository, parsed, team, policy)
         moved = self.writer.move_tag(
-            repository, tag, sealed.digest, sealed.data, sealed.media_type, current.etag
+            repository,
+            tag,
+            sealed.digest,
+            sealed.data,
+            sealed.media_type,
+            TagState(digest, current.etag),
         )
         if not moved:
             return replace(

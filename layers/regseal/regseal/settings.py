@@ -9,10 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
 
 from regseal.errors import RegsealError
 
 MiB = 1024 * 1024
+
+WriteBackMode = Literal["storage", "api"]
+WRITE_BACK_MODES: tuple[WriteBackMode, ...] = ("storage", "api")
 
 
 class SettingsError(RegsealError):
@@ -35,6 +40,17 @@ class Settings:
         digest_push_grace: seconds a manifest pushed by digest (no tag) must
             have existed before it is sealed on its own, so that an index
             being pushed can still find its plaintext children.
+        write_back: how sealed images get back into the registry:
+            ``storage`` writes the registry's S3 objects (plain
+            distribution), ``api`` pushes through the registry's HTTP API
+            (Harbor, or any registry that must record what it serves).
+        registry_url: the registry's API, ``http(s)://host[:port]`` (api
+            mode).
+        registry_credentials: ``secretsmanager:NAME`` or ``ssm:/NAME`` holding
+            the account as JSON; empty for ``REGSEAL_REGISTRY_USERNAME`` and
+            ``REGSEAL_REGISTRY_PASSWORD`` (or anonymous access).
+        registry_ca_bundle: a PEM file to verify the registry's TLS
+            certificate with, instead of the system's trust store.
     """
 
     bucket: str
@@ -44,6 +60,10 @@ class Settings:
     part_size: int = 16 * MiB
     workers: int = 4
     digest_push_grace: float = 60.0
+    write_back: WriteBackMode = "storage"
+    registry_url: str = ""
+    registry_credentials: str = ""
+    registry_ca_bundle: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +77,27 @@ class Settings:
                 "REGSEAL_STATE_PREFIX: expected a relative prefix ending in '/', "
                 f"got {prefix!r}"
             )
+        mode = env.get("REGSEAL_WRITE_BACK", "storage") or "storage"
+        if mode not in WRITE_BACK_MODES:
+            raise SettingsError(
+                f"REGSEAL_WRITE_BACK: expected one of {', '.join(WRITE_BACK_MODES)}, "
+                f"got {mode!r}"
+            )
+        registry_url = env.get("REGSEAL_REGISTRY_URL", "")
+        if mode == "api" or registry_url:
+            parts = urlsplit(registry_url)
+            if parts.scheme not in {"http", "https"} or not parts.netloc:
+                raise SettingsError(
+                    "REGSEAL_REGISTRY_URL: expected http(s)://host[:port] of the "
+                    f"registry's API (needed with REGSEAL_WRITE_BACK=api), got "
+                    f"{registry_url!r}"
+                )
+        credentials = env.get("REGSEAL_REGISTRY_CREDENTIALS", "")
+        if credentials and not credentials.startswith(("secretsmanager:", "ssm:")):
+            raise SettingsError(
+                "REGSEAL_REGISTRY_CREDENTIALS: expected 'secretsmanager:NAME' or "
+                f"'ssm:/NAME', got {credentials!r}"
+            )
         return cls(
             bucket=bucket,
             registry_root=env.get("REGSEAL_REGISTRY_ROOT", "/"),
@@ -67,6 +108,10 @@ class Settings:
             part_size=_int(env, "REGSEAL_PART_SIZE_MIB", 16) * MiB,
             workers=_int(env, "REGSEAL_WORKERS", 4),
             digest_push_grace=float(_int(env, "REGSEAL_DIGEST_PUSH_GRACE_SECONDS", 60)),
+            write_back="api" if mode == "api" else "storage",
+            registry_url=registry_url,
+            registry_credentials=credentials,
+            registry_ca_bundle=env.get("REGSEAL_REGISTRY_CA_BUNDLE", ""),
         )
 
 
