@@ -120,12 +120,14 @@ class ApiWriteBack:
     def write_layer(
         self, repository: str, source_key: str, size: int, options: PrivateOptions
     ) -> EncryptedLayer:
+        # The encryptor's finalize refuses plaintext that does not hash to the
+        # descriptor's digest, before anything is committed: a monolithic push
+        # never starts, a chunked upload is cancelled.
         if size <= self.stream.part_size:
             encryptor = LayerEncryptor(options)
             ciphertext = encryptor.update(self.store.read_range(source_key, 0, size))
             layer = encryptor.finalize()
-            if layer.plaintext_digest == options.digest:
-                self.client.push_blob(repository, ciphertext, layer.digest)
+            self.client.push_blob(repository, ciphertext, layer.digest)
             return layer
 
         upload = self.client.start_upload(repository)
@@ -133,11 +135,6 @@ class ApiWriteBack:
             layer = encrypt_in_order(
                 self.store, source_key, size, options, _ChunkSink(upload), self.stream
             )
-            # The seal rejects a blob whose content is not what its descriptor
-            # says; such ciphertext must not become a blob of the repository.
-            if layer.plaintext_digest != options.digest:
-                upload.cancel()
-                return layer
             upload.complete(layer.digest)
         except BaseException:
             upload.cancel()
@@ -316,4 +313,6 @@ def _users(tags: list[str], otherwise: str) -> str:
     if not tags:
         return otherwise
     shown = ", ".join(repr(t) for t in tags)
-    return f"tag {shown} resolves to it" if len(tags) == 1 else f"tags {shown} do"
+    if len(tags) == 1:
+        return f"tag {shown} resolves to it"
+    return f"tags {shown} resolve to it"

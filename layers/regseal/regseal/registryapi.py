@@ -105,6 +105,7 @@ class RegistryClient:
         ca_bundle: a PEM file to verify the registry's TLS certificate with,
             instead of the system's trust store.
         timeout: seconds to wait for a connection and for each response.
+        page_size: entries asked for per page of a listing.
         pool: an urllib3 pool to share (tests); by default a new one.
 
     Thread-safe: the upload pipeline uploads from one thread while another
@@ -118,6 +119,7 @@ class RegistryClient:
         *,
         ca_bundle: str | None = None,
         timeout: float = 120.0,
+        page_size: int = PAGE_SIZE,
         pool: urllib3.PoolManager | None = None,
     ) -> None:
         parts = urlsplit(base_url)
@@ -139,6 +141,7 @@ class RegistryClient:
         self.auth = Authenticator(
             self.name, credentials or CredentialSource(env={}), self._fetch_token
         )
+        self.page_size = page_size
         self.requests = 0
         self._lock = threading.Lock()
 
@@ -323,7 +326,7 @@ class RegistryClient:
             RegistryNotFoundError: the repository does not exist.
         """
         found: list[str] = []
-        path = f"{self._repo_path(repository)}/tags/list?n={PAGE_SIZE}"
+        path = f"{self._repo_path(repository)}/tags/list?n={self.page_size}"
         for page in self._pages(path, repository_scope(repository, "pull"), repository):
             found.extend(_string_list(page, "tags", f"tags of {repository}"))
         return found
@@ -331,7 +334,9 @@ class RegistryClient:
     def catalog(self) -> list[str]:
         """Every repository the account may see, following pagination."""
         found: list[str] = []
-        for page in self._pages(f"/v2/_catalog?n={PAGE_SIZE}", CATALOG_SCOPE, None):
+        for page in self._pages(
+            f"/v2/_catalog?n={self.page_size}", CATALOG_SCOPE, None
+        ):
             found.extend(_string_list(page, "repositories", "catalog"))
         return found
 

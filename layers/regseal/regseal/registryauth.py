@@ -94,25 +94,25 @@ class CredentialSource:
     ) -> None:
         self.location = location
         self._env = os.environ if env is None else env
-        if location.startswith(SECRETS_MANAGER_PREFIX):
-            self._name = location[len(SECRETS_MANAGER_PREFIX) :]
-            self._loader = loader or _secrets_manager_loader()
-        elif location.startswith(SSM_PREFIX):
-            self._name = location[len(SSM_PREFIX) :]
-            self._loader = loader or _ssm_loader()
-        elif location:
+        store, _, self._name = location.partition(":")
+        if location and f"{store}:" not in {SECRETS_MANAGER_PREFIX, SSM_PREFIX}:
             raise CredentialsError(
                 "REGSEAL_REGISTRY_CREDENTIALS: expected 'secretsmanager:NAME' or "
                 f"'ssm:/NAME', got {location!r}"
             )
-        else:
-            self._name = ""
-            self._loader = loader or _no_loader
         if location and not self._name:
             raise CredentialsError(
                 f"REGSEAL_REGISTRY_CREDENTIALS: {location!r} names no secret or "
                 "parameter"
             )
+        if loader is not None:
+            self._loader = loader
+        elif not location:
+            self._loader = _no_loader
+        elif f"{store}:" == SECRETS_MANAGER_PREFIX:
+            self._loader = _secrets_manager_loader()
+        else:
+            self._loader = _ssm_loader()
 
     @property
     def description(self) -> str:
@@ -227,14 +227,16 @@ class Challenge:
 _TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _SCHEME_RE = re.compile(rf"\s*({_TCHARS})")
 _PARAM_RE = re.compile(rf'\s*({_TCHARS})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TCHARS}))')
+_TOKEN68_RE = re.compile(r"\s+[A-Za-z0-9._~+/-]+=*(?=\s*(?:,|$))")
 _SEPARATOR_RE = re.compile(r"\s*,?")
 
 
 def parse_challenges(headers: Sequence[str]) -> list[Challenge]:
     """Parse every challenge of one or more ``WWW-Authenticate`` header values.
 
-    Unparseable remainders (a token68 credential, stray characters) end the
-    header they occur in; what was parsed before them is kept.
+    A token68 value after a scheme is skipped. Unparseable remainders (stray
+    characters) end the header they occur in; what was parsed before them is
+    kept.
     """
     challenges: list[Challenge] = []
     for header in headers:
@@ -255,6 +257,9 @@ def parse_challenges(headers: Sequence[str]) -> list[Challenge]:
                 position = _skip_separator(header, param.end())
             challenges.append(Challenge(scheme.group(1).lower(), params))
             if not params:
+                token68 = _TOKEN68_RE.match(header, position)
+                if token68 is not None:
+                    position = token68.end()
                 position = _skip_separator(header, position)
     return challenges
 

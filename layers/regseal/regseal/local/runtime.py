@@ -61,14 +61,22 @@ def seal_environment(
     registry_root: str,
     state_prefix: str,
     policy_location: str,
+    registry_api: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment the deployed seal function gets, aimed at the stack."""
+    """The environment the deployed seal function gets, aimed at the stack.
+
+    Args:
+        registry_api: the registry-API mode variables (``REGSEAL_WRITE_BACK``,
+            ``REGSEAL_REGISTRY_URL``, ``REGSEAL_REGISTRY_CREDENTIALS``), if
+            the stack runs in that mode.
+    """
     return {
         **aws_environment(endpoint=endpoint, region=region),
         "REGSEAL_BUCKET": bucket,
         "REGSEAL_REGISTRY_ROOT": registry_root,
         "REGSEAL_STATE_PREFIX": state_prefix,
         "REGSEAL_POLICY": policy_location,
+        **(registry_api or {}),
         "POWERTOOLS_SERVICE_NAME": "regseal",
     }
 
