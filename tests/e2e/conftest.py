@@ -53,12 +53,22 @@ def process_exists(pid):
 
 
 @contextlib.contextmanager
-def running_stack(directory):
-    """Start ``regseal local up`` in ``directory``; stop it by PID afterwards."""
+def running_stack(directory, *, handler=PLACEHOLDER_HANDLER, options=(), env=None):
+    """Start ``regseal local up`` in ``directory``; stop it by PID afterwards.
+
+    Args:
+        handler: the seal handler module the stack loads.
+        options: more ``regseal local up`` options (``--write-back api``).
+        env: more environment variables for the stack process.
+    """
     state_file = directory / "state.json"
     event_log = directory / "events.jsonl"
     output = directory / "stack.out"
-    environment = {**os.environ, "REGSEAL_TEST_EVENT_LOG": str(event_log)}
+    environment = {
+        **os.environ,
+        "REGSEAL_TEST_EVENT_LOG": str(event_log),
+        **(env or {}),
+    }
     with output.open("wb") as out:
         process = subprocess.Popen(
             [
@@ -70,7 +80,8 @@ def running_stack(directory):
                 "--state",
                 str(state_file),
                 "--seal-handler",
-                str(PLACEHOLDER_HANDLER),
+                str(handler),
+                *options,
             ],
             env=environment,
             stdout=out,
