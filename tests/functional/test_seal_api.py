@@ -289,3 +289,44 @@ def test_small_layer_is_uploaded_whole_under_its_ciphertext_digest(api_stack):
     assert Digest.of(ciphertext).value == layer["digest"] != pushed.layers[0].value
     assert api_stack.api.requests("PATCH") == []
     assert ocicrypt.ANNOTATION_PUBOPTS in layer["annotations"]
+
+
+def test_registry_view_is_listed_once_per_hiding_pass(api_stack):
+    api_stack.stack.registry.push_image(
+        "team-a/app", "1.0", [random_layer(), random_layer(), random_layer()]
+    )
+
+    api_stack.seal_tag("team-a/app", "1.0")
+
+    # Three layer unlinks and one manifest delete share one listing.
+    assert len(api_stack.api.requests("DELETE", "/blobs/")) == 3
+    assert len(api_stack.api.requests("DELETE", "/manifests/")) == 1
+    listings = api_stack.api.requests("GET", "/tags/list")
+    assert sum("Authorization" in r.headers for r in listings) == 1
+
+
+def test_registry_view_expires_and_is_forgotten_on_writes(api_stack):
+    pushed = api_stack.stack.registry.push_image("team-a/app", "1.0", [random_layer()])
+    now = [0.0]
+    writer = ApiWriteBack(
+        api_stack.store, api_stack.client, StreamSettings(PART, 2), lambda: now[0]
+    )
+
+    def listings():
+        # Answered listings only (a first request may collect a 401).
+        requests = api_stack.api.requests("GET", "/tags/list")
+        return sum("Authorization" in r.headers for r in requests)
+
+    first = writer.tagged_view("team-a/app")
+    writer._view("team-a/app")
+    writer._view("team-a/app")
+    assert listings() == 2  # tagged_view itself, then one cached _view
+    now[0] = 11.0
+    writer._view("team-a/app")
+    assert listings() == 3
+    writer.write_manifest("team-a/app", pushed.digest, pushed.data, OCI_MANIFEST)
+    writer._view("team-a/app")
+    assert listings() == 4
+    assert first.tags == {"1.0": pushed.digest}
+    assert pushed.layers[0] in first.used
+    assert pushed.config in first.used

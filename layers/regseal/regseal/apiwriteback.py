@@ -58,7 +58,8 @@ from regseal.writeback import TagState
 logger = logging.getLogger(__name__)
 
 # How long the registry's view of a repository's tags (and what they use) is
-# trusted between the deletions of one hiding pass.
+# trusted between the deletions of one hiding pass. Every write to the
+# repository through this write-back forgets it, so a new seal starts fresh.
 VIEW_MAX_AGE = 10.0
 MAX_INDEX_DEPTH = 4
 
@@ -123,6 +124,7 @@ class ApiWriteBack:
         # The encryptor's finalize refuses plaintext that does not hash to the
         # descriptor's digest, before anything is committed: a monolithic push
         # never starts, a chunked upload is cancelled.
+        self._forget(repository)
         if size <= self.stream.part_size:
             encryptor = LayerEncryptor(options)
             ciphertext = encryptor.update(self.store.read_range(source_key, 0, size))
@@ -147,6 +149,7 @@ class ApiWriteBack:
     def write_manifest(
         self, repository: str, digest: Digest, data: bytes, media_type: str
     ) -> None:
+        self._forget(repository)
         stored = self.client.put_manifest(repository, digest.value, data, media_type)
         if stored != digest:
             raise ManifestError(
