@@ -24,7 +24,7 @@ from regseal.kms import regional_client
 from regseal.layout import validate_repository
 from regseal.ocilayout import LayoutSource, LayoutWriter
 from regseal.progress import Progress
-from regseal.registryapi import RegistrySource
+from regseal.registrysource import RegistrySource
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient

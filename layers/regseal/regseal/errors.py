@@ -77,9 +77,35 @@ class VerificationError(TufError):
     """A client-side check failed: metadata, target or manifest is not trusted."""
 
 
-class RegistryError(RegsealError):
-    """A registry could not be reached or answered with an error."""
-
-
 class InvariantError(RegsealError):
     """A registry breaks one or more of regseal's invariants (regseal.invariants)."""
+
+
+class RegistryError(RegsealError):
+    """The registry's HTTP API (OCI distribution) refused a request or failed.
+
+    Attributes:
+        status: the HTTP status, or None when no response arrived.
+        codes: the distribution error codes of the response body
+            (``MANIFEST_UNKNOWN``, ``DENIED``, ...), in order.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, codes: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.codes = codes
+
+
+class RegistryAuthError(RegistryError):
+    """The registry or its token service refused the credentials or the scope."""
+
+
+class RegistryNotFoundError(RegistryError):
+    """The registry has no such repository, manifest, blob or upload."""
+
+
+class RegistryConflictError(RegistryError):
+    """The registry's state forbids the change (an immutable tag, a tag that
+    still points at a manifest to be deleted, a deletion the registry refuses)."""

@@ -33,6 +33,10 @@ the engine never holds more than :meth:`StreamSettings.memory_bound` bytes of
 layer data. Buffers are allocated once per layer and reused; nothing is
 allocated per part.
 
+:func:`encrypt_in_order` runs the same pipeline into a :class:`PartSink`
+that must receive its parts in order and one at a time (a registry's
+chunked blob upload): each upload thread waits for its part's turn.
+
 Any failure stops the pipeline: queued work is cancelled, in-flight
 requests finish, the multipart upload is aborted and a staged object is
 deleted, so a failed seal leaves nothing behind under the staging prefix.
@@ -96,6 +100,16 @@ class PartUpload(Protocol):
     def complete(self) -> None: ...
 
     def abort(self) -> None: ...
+
+
+class PartSink(Protocol):
+    """Where ciphertext parts go in order: a registry's chunked blob upload.
+
+    ``data`` is only valid during the call: its buffer is reused afterwards.
+    """
+
+    def upload_part(self, number: int, data: bytes | bytearray | memoryview) -> None:
+        """Take part ``number`` (from 1); called in part order, one at a time."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +266,80 @@ def encrypt_blob(
     return layer
 
 
+def encrypt_in_order(
+    store: BlobStore,
+    source_key: str,
+    size: int,
+    options: PrivateOptions,
+    sink: PartSink,
+    settings: StreamSettings | None = None,
+) -> EncryptedLayer:
+    """Encrypt the object at ``source_key`` into ``sink``, one part at a time.
+
+    Parts are still fetched ``workers`` at once and hashed on the lanes, but
+    handed to the sink by a single thread, in part order, with the same
+    bounded buffer pool as :func:`encrypt_blob`.
+
+    Returns:
+        The ciphertext digest, HMAC and plaintext digest.
+
+    Raises:
+        IntegrityError: the plaintext does not hash to ``options.digest``
+            (after the sink got every part: the caller must not commit).
+    """
+    settings = settings or StreamSettings()
+    encryptor = LayerEncryptor(options)
+    part_size = settings.part_size_for(size)
+    upload = _SinkUpload(sink)
+    pipeline = _Pipeline(
+        store, source_key, size, encryptor, upload, part_size, settings
+    )
+    upload.stopped = pipeline.failed
+    pipeline.run()
+    return encryptor.finalize()
+
+
+class _SinkUpload:
+    """A :class:`PartSink` seen as a :class:`PartUpload` by the pipeline.
+
+    The pipeline hands parts on in part order, but from callbacks on two
+    lanes, so two neighbours can reach the upload threads swapped; each
+    part waits here for its turn, and the sink sees one part at a time.
+    """
+
+    def __init__(self, sink: PartSink) -> None:
+        self.sink = sink
+        self.stopped: Callable[[], bool] = lambda: False
+        self._next = 1
+        self._failed = False
+        self._turn = threading.Condition()
+
+    def upload_part(self, number: int, data: bytes | bytearray | memoryview) -> None:
+        with self._turn:
+            # A part that never comes (its GET failed) must not keep the
+            # others waiting: the pipeline's failure ends the wait.
+            while self._next != number:
+                if self._failed or self.stopped():
+                    raise _Stopped()
+                self._turn.wait(0.05)
+        try:
+            self.sink.upload_part(number, data)
+        except BaseException:
+            with self._turn:
+                self._failed = True
+                self._turn.notify_all()
+            raise
+        with self._turn:
+            self._next = number + 1
+            self._turn.notify_all()
+
+    def complete(self) -> None:
+        """The caller finishes its own upload."""
+
+    def abort(self) -> None:
+        """The caller cancels its own upload."""
+
+
 class _Stopped(Exception):
     """The pipeline stopped because some thread failed first."""
 
@@ -316,6 +404,10 @@ class _Pipeline:
         self._cipher_lane = ThreadPoolExecutor(1, "regseal-aes")
         self._mac_lane = ThreadPoolExecutor(1, "regseal-hmac")
         self._digest_lane = ThreadPoolExecutor(1, "regseal-sha")
+
+    def failed(self) -> bool:
+        """Whether some thread of the pipeline has failed."""
+        return self._failure is not None
 
     # -- the coordinator -----------------------------------------------------
 

@@ -33,6 +33,7 @@ from regseal.seal import (
     sealed_annotations,
     sealed_for,
 )
+from regseal.writeback import TagState
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class Rewrapper:
             rewrapped.digest,
             rewrapped.data,
             rewrapped.media_type,
-            current.etag,
+            TagState(digest, current.etag),
         )
         result = replace(
             base,

@@ -51,7 +51,7 @@ from regseal.settings import Settings
 from regseal.storage import ObjectStore
 from regseal.targetlog import TargetLog
 from regseal.tuf.targets import TargetCustom
-from regseal.writeback import StorageWriteBack, WriteBack
+from regseal.writeback import StorageWriteBack, TagState, WriteBack
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +261,12 @@ class Sealer:
 
         sealed, work = self._seal_top(repository, parsed, team, policy)
         moved = self.writer.move_tag(
-            repository, tag, sealed.digest, sealed.data, sealed.media_type, current.etag
+            repository,
+            tag,
+            sealed.digest,
+            sealed.data,
+            sealed.media_type,
+            TagState(digest, current.etag),
         )
         if not moved:
             # No event will seal this plaintext again once nothing tags it;

@@ -9,10 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
 
 from regseal.errors import RegsealError
 
 MiB = 1024 * 1024
+
+WriteBackMode = Literal["storage", "api"]
+WRITE_BACK_MODES: tuple[WriteBackMode, ...] = ("storage", "api")
 
 
 class SettingsError(RegsealError):
@@ -43,6 +48,17 @@ class Settings:
             before it moves it to the dead-letter queue (the redrive
             policy's ``maxReceiveCount``); 0 when unknown. The handler logs a
             failure as an error only on the last delivery.
+        write_back: how sealed images get back into the registry:
+            ``storage`` writes the registry's S3 objects (plain
+            distribution), ``api`` pushes through the registry's HTTP API
+            (Harbor, or any registry that must record what it serves).
+        registry_url: the registry's API, ``http(s)://host[:port]`` (api
+            mode).
+        registry_credentials: ``secretsmanager:NAME`` or ``ssm:/NAME`` holding
+            the account as JSON; empty for ``REGSEAL_REGISTRY_USERNAME`` and
+            ``REGSEAL_REGISTRY_PASSWORD`` (or anonymous access).
+        registry_ca_bundle: a PEM file to verify the registry's TLS
+            certificate with, instead of the system's trust store.
     """
 
     bucket: str
@@ -56,6 +72,10 @@ class Settings:
     tuf_prefix: str = "tuf/"
     tuf_queue_url: str | None = None
     max_receive_count: int = 0
+    write_back: WriteBackMode = "storage"
+    registry_url: str = ""
+    registry_credentials: str = ""
+    registry_ca_bundle: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +88,27 @@ class Settings:
             raise SettingsError(
                 "REGSEAL_STATE_PREFIX: expected a relative prefix ending in '/', "
                 f"got {prefix!r}"
+            )
+        mode = env.get("REGSEAL_WRITE_BACK", "storage") or "storage"
+        if mode not in WRITE_BACK_MODES:
+            raise SettingsError(
+                f"REGSEAL_WRITE_BACK: expected one of {', '.join(WRITE_BACK_MODES)}, "
+                f"got {mode!r}"
+            )
+        registry_url = env.get("REGSEAL_REGISTRY_URL", "")
+        if mode == "api" or registry_url:
+            parts = urlsplit(registry_url)
+            if parts.scheme not in {"http", "https"} or not parts.netloc:
+                raise SettingsError(
+                    "REGSEAL_REGISTRY_URL: expected http(s)://host[:port] of the "
+                    f"registry's API (needed with REGSEAL_WRITE_BACK=api), got "
+                    f"{registry_url!r}"
+                )
+        credentials = env.get("REGSEAL_REGISTRY_CREDENTIALS", "")
+        if credentials and not credentials.startswith(("secretsmanager:", "ssm:")):
+            raise SettingsError(
+                "REGSEAL_REGISTRY_CREDENTIALS: expected 'secretsmanager:NAME' or "
+                f"'ssm:/NAME', got {credentials!r}"
             )
         return cls(
             bucket=bucket,
@@ -83,6 +124,10 @@ class Settings:
             tuf_prefix=env.get("REGSEAL_TUF_PREFIX", "tuf/"),
             tuf_queue_url=env.get("REGSEAL_TUF_QUEUE_URL") or None,
             max_receive_count=_int(env, "REGSEAL_MAX_RECEIVE_COUNT", 0),
+            write_back="api" if mode == "api" else "storage",
+            registry_url=registry_url,
+            registry_credentials=credentials,
+            registry_ca_bundle=env.get("REGSEAL_REGISTRY_CA_BUNDLE", ""),
         )
 
 

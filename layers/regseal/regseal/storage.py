@@ -298,6 +298,47 @@ class MultipartUpload:
             logger.debug("abort of upload %s failed", self.upload_id, exc_info=True)
 
 
+_WRITES = frozenset(
+    {
+        "PutObject",
+        "DeleteObject",
+        "CopyObject",
+        "UploadPartCopy",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "CompleteMultipartUpload",
+        "AbortMultipartUpload",
+    }
+)
+
+
+class ReadOnlyPrefixStore(ObjectStore):
+    """An :class:`ObjectStore` that refuses every write under some prefixes.
+
+    Used in registry-API mode: there the registry writes its own storage, and
+    a write by regseal under the registry root would be a bug that bypasses
+    the registry's database (Harbor).
+
+    Args:
+        client: a boto3 S3 client.
+        bucket: the bucket name.
+        read_only: key prefixes nothing may be written or deleted under.
+    """
+
+    def __init__(self, client: Any, bucket: str, read_only: tuple[str, ...]) -> None:
+        super().__init__(client, bucket)
+        self.read_only = read_only
+
+    def _call(self, operation: str, key: str, **kwargs: Any) -> Any:
+        if operation in _WRITES and key.startswith(self.read_only):
+            raise StorageError(
+                f"s3://{self.bucket}/{key}: {operation} refused: expected no writes "
+                f"under {', '.join(self.read_only)} (the registry writes its own "
+                "storage in registry-API mode)"
+            )
+        return super()._call(operation, key, **kwargs)
+
+
 _SNAKE = {
     "GetObject": "get_object",
     "HeadObject": "head_object",

@@ -12,12 +12,18 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from regseal.apiwriteback import ApiWriteBack
 from regseal.kms import KmsWrapper
+from regseal.layerstream import StreamSettings
+from regseal.layout import RegistryLayout
 from regseal.policy import PolicySource
+from regseal.registryapi import RegistryClient
+from regseal.registryauth import CredentialSource
 from regseal.seal import Sealer
 from regseal.settings import Settings
-from regseal.storage import ObjectStore
+from regseal.storage import ObjectStore, ReadOnlyPrefixStore
 from regseal.targetlog import TargetLog, TufTargetLog, sqs_notifier
+from regseal.writeback import WriteBack
 
 
 def s3_client(max_pool: int = 32) -> Any:
@@ -28,17 +34,42 @@ def s3_client(max_pool: int = 32) -> Any:
     return boto3.client("s3", config=config)
 
 
+def registry_client(settings: Settings) -> RegistryClient:
+    """The registry's API client with the configured account."""
+    return RegistryClient(
+        settings.registry_url,
+        CredentialSource(settings.registry_credentials),
+        ca_bundle=settings.registry_ca_bundle or None,
+    )
+
+
 def build_sealer(settings: Settings | None = None) -> Sealer:
-    """The seal operation wired to the ambient AWS environment."""
+    """The seal operation wired to the ambient AWS environment.
+
+    In registry-API mode the seal's store refuses every write under the
+    registry's root, so that only the registry writes its own storage.
+    """
     settings = settings or Settings.from_env()
     client = s3_client(max_pool=4 * settings.workers + 4)
-    store = ObjectStore(client, settings.bucket)
+    writer: WriteBack | None = None
+    if settings.write_back == "api":
+        store: ObjectStore = ReadOnlyPrefixStore(
+            client, settings.bucket, (RegistryLayout(settings.registry_root).base,)
+        )
+        writer = ApiWriteBack(
+            store,
+            registry_client(settings),
+            StreamSettings(settings.part_size, settings.workers),
+        )
+    else:
+        store = ObjectStore(client, settings.bucket)
     return Sealer(
         store,
         settings,
         PolicySource(settings.policy_location),
         KmsWrapper(boto3.client("kms")),
         targets=build_target_log(settings, client),
+        writer=writer,
     )
 
 

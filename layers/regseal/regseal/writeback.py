@@ -6,9 +6,9 @@ exist, chosen per registry (issue: storage or registry-API mode):
 - :class:`StorageWriteBack` writes the objects the registry itself writes
   for a push (blob data, ``_layers`` links, revision links, tag links),
   straight into the registry's S3 storage. Right for plain distribution.
-- an API write-back pushes through the OCI distribution API, so that a
-  registry with its own database (Harbor) records the sealed image as if a
-  client had pushed it.
+- :class:`~regseal.apiwriteback.ApiWriteBack` pushes through the OCI
+  distribution API, so that a registry with its own database (Harbor)
+  records the sealed image as if a client had pushed it.
 
 Both keep the seal's invariants: a tag that moved meanwhile is not rolled
 back, and plaintext is only unlinked after the sealed image is reachable.
@@ -16,6 +16,7 @@ back, and plaintext is only unlinked after the sealed image is reachable.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from regseal.digest import Digest
@@ -24,6 +25,23 @@ from regseal.layerstream import StreamSettings, encrypt_blob
 from regseal.layout import RegistryLayout, decode_link, encode_link
 from regseal.ocicrypt import EncryptedLayer, PrivateOptions
 from regseal.storage import ObjectStore
+
+
+@dataclass(frozen=True)
+class TagState:
+    """A tag as the seal read it, for the compare step of moving it.
+
+    Each write-back compares what it can see: storage compares the tag link's
+    ETag (an S3 conditional write), the API compares the digest the registry
+    resolves the tag to.
+
+    Attributes:
+        digest: the manifest the tag pointed at (the plaintext).
+        link_etag: the S3 ETag of the tag's ``current/link`` when read.
+    """
+
+    digest: Digest
+    link_etag: str
 
 
 class WriteBack(Protocol):
@@ -46,12 +64,12 @@ class WriteBack(Protocol):
         digest: Digest,
         data: bytes,
         media_type: str,
-        expected: str,
+        expected: TagState,
     ) -> bool:
         """Point ``tag`` at ``digest`` if it still holds what was read.
 
         Args:
-            expected: the ETag of the tag link as the seal read it.
+            expected: the tag as the seal read it.
 
         Returns:
             False when the tag moved meanwhile (nothing was changed).
@@ -121,7 +139,7 @@ class StorageWriteBack:
         digest: Digest,
         data: bytes,
         media_type: str,
-        expected: str,
+        expected: TagState,
     ) -> bool:
         # The index link first, then current/link: the registry's own order.
         self.store.put(
@@ -129,7 +147,7 @@ class StorageWriteBack:
         )
         key = self.layout.tag_link(repository, tag)
         try:
-            self.store.put(key, encode_link(digest), if_match=expected)
+            self.store.put(key, encode_link(digest), if_match=expected.link_etag)
         except PreconditionFailedError:
             try:
                 now = decode_link(self.store.get(key).data, key)

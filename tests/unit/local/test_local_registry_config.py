@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import yaml
 
 from regseal.local.registry import (
+    HtpasswdAuth,
     RegistrySettings,
+    TokenAuth,
     registry_environment,
     render_registry_config,
 )
@@ -9,7 +13,10 @@ from regseal.local.registry import (
 
 def render(**overrides):
     settings = RegistrySettings(
-        s3_endpoint="http://127.0.0.1:45000", bucket="registry", region="us-east-1"
+        s3_endpoint="http://127.0.0.1:45000",
+        bucket="registry",
+        region="us-east-1",
+        **overrides,
     )
     text = render_registry_config(
         settings, listen="127.0.0.1:45001", http_secret="0123abcd"
@@ -56,4 +63,35 @@ def test_registry_environment_drops_the_ca_bundle_trap_only():
     assert registry_environment(environ) == {
         "PATH": "/usr/bin",
         "AWS_REGION": "us-east-1",
+    }
+
+
+def test_config_is_open_without_auth():
+    assert "auth" not in render()
+
+
+def test_config_with_htpasswd_auth_names_the_file():
+    config = render(auth=HtpasswdAuth(Path("/tmp/w d/htpasswd")))
+
+    assert config["auth"] == {
+        "htpasswd": {"realm": "regseal-local", "path": "/tmp/w d/htpasswd"}
+    }
+    assert config["storage"]["delete"] == {"enabled": True}
+
+
+def test_config_with_token_auth_trusts_the_token_service_certificate():
+    auth = TokenAuth(
+        realm="http://127.0.0.1:45002/token",
+        service="regseal-local-registry",
+        issuer="regseal-local-token-service",
+        root_certificate=Path("/tmp/w/token-signing.crt"),
+    )
+
+    assert render(auth=auth)["auth"] == {
+        "token": {
+            "realm": "http://127.0.0.1:45002/token",
+            "service": "regseal-local-registry",
+            "issuer": "regseal-local-token-service",
+            "rootcertbundle": "/tmp/w/token-signing.crt",
+        }
     }

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,45 @@ def test_state_file_carries_the_contract_keys(tmp_path):
         "jwe_public_key",
         "workdir",
         "pids",
+        "write_back",
+        "registry_auth",
+        "registry_username",
+        "registry_password",
     }
+    assert (data["write_back"], data["registry_auth"]) == ("storage", "none")
+
+
+def test_state_file_of_an_api_mode_stack_names_mode_auth_and_account(tmp_path):
+    path = tmp_path / "state.json"
+    state = replace(
+        STATE,
+        write_back="api",
+        registry_auth="token",
+        registry_username="testing",
+        registry_password="testing",
+    )
+    state.write(path)
+
+    assert StackState.load(path) == state
+
+
+def test_state_file_written_before_the_write_back_fields_still_loads():
+    data = STATE.to_json()
+    for name in (
+        "write_back",
+        "registry_auth",
+        "registry_username",
+        "registry_password",
+    ):
+        del data[name]
+
+    loaded = StackState.from_json(data)
+
+    assert (loaded.write_back, loaded.registry_auth, loaded.registry_username) == (
+        "storage",
+        "none",
+        "",
+    )
 
 
 def test_state_without_a_field_is_refused():

@@ -62,6 +62,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help=f"the seal function's module (default: ${SEAL_HANDLER_VARIABLE}, "
         f"else {runtime.function_path(runtime.SEAL_FUNCTION)})",
     )
+    up.add_argument(
+        "--write-back",
+        choices=stack.WRITE_BACK_MODES,
+        default="storage",
+        help="how the seal writes sealed images back: 'storage' writes the "
+        "registry's S3 objects, 'api' pushes through the registry's API as "
+        "Harbor needs (default %(default)s)",
+    )
+    up.add_argument(
+        "--registry-auth",
+        choices=stack.REGISTRY_AUTH_KINDS,
+        help="what the registry requires: 'htpasswd' (basic auth), 'token' "
+        "(an in-process token service) or 'none' (default: htpasswd with "
+        "--write-back api, else none); the account is testing/testing",
+    )
     up.set_defaults(run=_up)
 
     image = group.add_parser(
@@ -93,6 +108,8 @@ def _up(args: argparse.Namespace) -> int:
         workdir=args.workdir,
         policy_file=args.policy,
         seal_handler=args.seal_handler,
+        write_back=args.write_back,
+        registry_auth=args.registry_auth,
     )
     stack.run(options, on_ready=_announce)
     print("regseal local: stopped", file=sys.stderr, flush=True)
@@ -102,7 +119,13 @@ def _up(args: argparse.Namespace) -> int:
 def _announce(state: StackState) -> None:
     lines = [
         "regseal local: the stack is up",
-        f"  registry     {state.registry} (plain http)",
+        f"  registry     {state.registry} (plain http, auth {state.registry_auth}"
+        + (
+            f", account {state.registry_username}:{state.registry_password})"
+            if state.registry_username
+            else ")"
+        ),
+        f"  write-back   {state.write_back}",
         f"  AWS endpoint {state.s3_endpoint} (S3, KMS, SQS, SSM)",
         f"  bucket       {state.bucket}",
         f"  policy       {state.policy}",

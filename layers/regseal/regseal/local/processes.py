@@ -49,6 +49,17 @@ def answers(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def responds(url: str, timeout: float = 1.0) -> bool:
+    """Whether an HTTP GET of ``url`` gets 200 or an auth challenge (401)."""
+    try:
+        with _DIRECT.open(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 @dataclass(frozen=True)
 class ManagedProcess:
     """A server process that the stack started and must stop."""
@@ -145,8 +156,10 @@ def start_on_free_port(
     cancel: threading.Event,
     timeout: float = 30.0,
     attempts: int = 3,
+    probe: Callable[[str], bool] | None = None,
 ) -> tuple[ManagedProcess, int]:
-    """Start a server on a free port and wait until its URL answers 200.
+    """Start a server on a free port and wait until its URL answers 200
+    (or whatever ``probe`` accepts).
 
     A server that exits during startup (most likely because another process
     took the port first) is tried again on another port, ``attempts`` times.
@@ -162,7 +175,9 @@ def start_on_free_port(
         )
         url = ready_url_for_port(port)
         try:
-            process.wait_until(partial(answers, url), timeout=timeout, cancel=cancel)
+            process.wait_until(
+                partial(probe or answers, url), timeout=timeout, cancel=cancel
+            )
         except LocalStackError as exc:
             exited_by_itself = not process.running()
             process.stop()

@@ -4,11 +4,14 @@ The configuration follows what works with Debian's docker-registry 2.8.2: the
 S3 driver pointed at the moto endpoint (which implies path-style addressing),
 blob redirects disabled so the registry serves blobs itself, and no blob
 descriptor cache, because regseal changes links in storage and a cache would
-answer from stale entries.
+answer from stale entries. For registry-API mode the registry can require an
+account: htpasswd basic auth, or token auth against the stack's token
+service (:mod:`regseal.local.tokenserver`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -21,7 +24,12 @@ from importlib import resources
 from pathlib import Path
 
 from regseal.errors import LocalStackError
-from regseal.local.processes import LOOPBACK, ManagedProcess, start_on_free_port
+from regseal.local.processes import (
+    LOOPBACK,
+    ManagedProcess,
+    responds,
+    start_on_free_port,
+)
 from regseal.local.resources import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
 
 logger = logging.getLogger(__name__)
@@ -35,8 +43,30 @@ _ENVIRONMENT_TRAPS = ("AWS_CA_BUNDLE",)
 
 
 @dataclass(frozen=True)
+class HtpasswdAuth:
+    """Basic auth against an htpasswd file (bcrypt entries only)."""
+
+    path: Path
+    realm: str = "regseal-local"
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """Token auth: the registry trusts tokens signed under ``root_certificate``."""
+
+    realm: str
+    service: str
+    issuer: str
+    root_certificate: Path
+
+
+RegistryAuth = HtpasswdAuth | TokenAuth
+
+
+@dataclass(frozen=True)
 class RegistrySettings:
-    """What the registry configuration needs to know about its storage."""
+    """What the registry configuration needs to know about its storage and
+    who may use it (``auth`` None: anyone)."""
 
     s3_endpoint: str
     bucket: str
@@ -45,6 +75,28 @@ class RegistrySettings:
     access_key: str = DUMMY_ACCESS_KEY_ID
     secret_key: str = DUMMY_SECRET_ACCESS_KEY
     log_level: str = "info"
+    auth: RegistryAuth | None = None
+
+
+def render_auth(auth: RegistryAuth | None) -> str:
+    """The configuration's ``auth`` section (empty for an open registry)."""
+    if auth is None:
+        return ""
+    if isinstance(auth, HtpasswdAuth):
+        return (
+            "auth:\n"
+            "  htpasswd:\n"
+            f"    realm: {json.dumps(auth.realm)}\n"
+            f"    path: {json.dumps(str(auth.path))}\n"
+        )
+    return (
+        "auth:\n"
+        "  token:\n"
+        f"    realm: {json.dumps(auth.realm)}\n"
+        f"    service: {json.dumps(auth.service)}\n"
+        f"    issuer: {json.dumps(auth.issuer)}\n"
+        f"    rootcertbundle: {json.dumps(str(auth.root_certificate))}\n"
+    )
 
 
 def render_registry_config(
@@ -70,6 +122,7 @@ def render_registry_config(
         root_directory=settings.root_directory,
         listen=listen,
         http_secret=http_secret,
+        auth=render_auth(settings.auth),
     )
 
 
@@ -113,6 +166,8 @@ def start_registry(
         argv_for_port,
         lambda port: f"http://{LOOPBACK}:{port}/v2/",
         env=registry_environment(os.environ),
+        # With auth on, an unauthenticated /v2/ answers 401: up, but closed.
+        probe=responds if settings.auth is not None else None,
         log_path=workdir / "registry.log",
         cancel=cancel,
     )

@@ -43,6 +43,7 @@ MAX_RECEIVE_COUNT = 3
 # NOTE: an index push must also finish within it, which small local images do.
 DIGEST_PUSH_GRACE_SECONDS = VISIBILITY_TIMEOUT_SECONDS * (MAX_RECEIVE_COUNT - 1) - 2
 
+REGISTRY_CREDENTIALS_SECRET = "regseal/registry-credentials"  # noqa: S105 (a name)
 # Dummies: moto accepts any credentials, and these can never reach a real account.
 DUMMY_ACCESS_KEY_ID = "testing"
 DUMMY_SECRET_ACCESS_KEY = "testing"  # noqa: S105
@@ -128,6 +129,22 @@ def create_resources(
         kms_key_alias=KMS_KEY_ALIAS,
         policy_location=f"s3://{BUCKET}/{POLICY_KEY}",
     )
+
+
+def store_registry_credentials(
+    session: boto3.Session, endpoint: str | None, *, username: str, password: str
+) -> str:
+    """Keep the registry account in Secrets Manager, as a deployment would.
+
+    Returns:
+        The ``REGSEAL_REGISTRY_CREDENTIALS`` value naming the secret.
+    """
+    secrets = session.client("secretsmanager", endpoint_url=endpoint)
+    secrets.create_secret(
+        Name=REGISTRY_CREDENTIALS_SECRET,
+        SecretString=json.dumps({"username": username, "password": password}),
+    )
+    return f"secretsmanager:{REGISTRY_CREDENTIALS_SECRET}"
 
 
 def _create_queue(

@@ -67,6 +67,7 @@ def seal_environment(
     policy_location: str,
     max_receive_count: int | None = None,
     digest_push_grace: int | None = None,
+    registry_api: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment the deployed seal function gets, aimed at the stack.
 
@@ -75,6 +76,9 @@ def seal_environment(
             function logs a failure as an error once, on the last delivery.
         digest_push_grace: seconds before a manifest pushed by digest is
             sealed; it must fit in the queue's retries.
+        registry_api: the registry-API mode variables (``REGSEAL_WRITE_BACK``,
+            ``REGSEAL_REGISTRY_URL``, ``REGSEAL_REGISTRY_CREDENTIALS``), if
+            the stack runs in that mode.
     """
     environment = {
         **aws_environment(endpoint=endpoint, region=region),
@@ -83,6 +87,7 @@ def seal_environment(
         "REGSEAL_STATE_PREFIX": state_prefix,
         "REGSEAL_POLICY": policy_location,
         "REGSEAL_DIGEST_PUSH_GRACE_SECONDS": str(DIGEST_PUSH_GRACE_SECONDS),
+        **(registry_api or {}),
         "POWERTOOLS_SERVICE_NAME": "regseal",
     }
     if max_receive_count is not None:

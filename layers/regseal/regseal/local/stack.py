@@ -20,11 +20,18 @@ from types import FrameType, TracebackType
 from regseal.errors import LocalStackError
 from regseal.local import resources
 from regseal.local.demo_policy import policy_document
+from regseal.local.htpasswd import write_htpasswd
 from regseal.local.keys import write_demo_key_pair
 from regseal.local.motoserver import start_moto
 from regseal.local.processes import ManagedProcess
 from regseal.local.pump import EventPump
-from regseal.local.registry import RegistrySettings, start_registry
+from regseal.local.registry import (
+    HtpasswdAuth,
+    RegistryAuth,
+    RegistrySettings,
+    TokenAuth,
+    start_registry,
+)
 from regseal.local.runtime import (
     SEAL_FUNCTION,
     function_path,
@@ -32,12 +39,18 @@ from regseal.local.runtime import (
     seal_environment,
 )
 from regseal.local.state import StackState
+from regseal.local.tokenserver import TokenIssuer, TokenServer
 
 logger = logging.getLogger(__name__)
 
 REGION = "us-east-1"
 REGISTRY_ROOT = "/"
 PUMP_READY_SECONDS = 10.0
+WRITE_BACK_MODES = ("storage", "api")
+REGISTRY_AUTH_KINDS = ("none", "htpasswd", "token")
+# The registry account of a stack whose registry requires one: dummies.
+REGISTRY_USERNAME = "testing"
+REGISTRY_PASSWORD = "testing"  # noqa: S105 (a dummy for loopback only)
 
 
 def default_workdir(state_file: Path) -> Path:
@@ -56,12 +69,38 @@ class StackOptions:
         policy_file: an operator's policy to store instead of the demo policy.
         seal_handler: the seal function's module; by default the checkout's
             ``functions/seal/app.py``.
+        write_back: ``storage`` (the seal writes the registry's S3 objects) or
+            ``api`` (it pushes through the registry's API, as for Harbor).
+        registry_auth: ``none``, ``htpasswd`` (basic auth) or ``token`` (an
+            in-process token service); by default ``htpasswd`` in api mode
+            and ``none`` in storage mode.
     """
 
     state_file: Path
     workdir: Path | None = None
     policy_file: Path | None = None
     seal_handler: Path | None = None
+    write_back: str = "storage"
+    registry_auth: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.write_back not in WRITE_BACK_MODES:
+            raise LocalStackError(
+                f"write_back: expected one of {', '.join(WRITE_BACK_MODES)}, got "
+                f"{self.write_back!r}"
+            )
+        if self.auth_kind not in REGISTRY_AUTH_KINDS:
+            raise LocalStackError(
+                f"registry_auth: expected one of {', '.join(REGISTRY_AUTH_KINDS)}, "
+                f"got {self.registry_auth!r}"
+            )
+
+    @property
+    def auth_kind(self) -> str:
+        """The registry's auth, with the mode's default applied."""
+        if self.registry_auth is not None:
+            return self.registry_auth
+        return "htpasswd" if self.write_back == "api" else "none"
 
 
 class Stack:
@@ -76,6 +115,7 @@ class Stack:
         self._cancel = cancel or threading.Event()
         self._moto: ManagedProcess | None = None
         self._registry: ManagedProcess | None = None
+        self._tokens: TokenServer | None = None
         self._pump: EventPump | None = None
         self._state: StackState | None = None
 
@@ -103,6 +143,33 @@ class Stack:
         session = resources.moto_session(REGION)
         made = resources.create_resources(session, endpoint, policy_document=policy)
 
+        self._registry, registry = start_registry(
+            RegistrySettings(
+                s3_endpoint=endpoint,
+                bucket=made.bucket,
+                region=REGION,
+                root_directory=REGISTRY_ROOT,
+                auth=self._registry_auth(),
+            ),
+            workdir=self._workdir,
+            cancel=self._cancel,
+        )
+
+        registry_api: dict[str, str] = {}
+        if self._options.write_back == "api":
+            registry_api = {
+                "REGSEAL_WRITE_BACK": "api",
+                "REGSEAL_REGISTRY_URL": f"http://{registry}",
+            }
+            if self._options.auth_kind != "none":
+                registry_api["REGSEAL_REGISTRY_CREDENTIALS"] = (
+                    resources.store_registry_credentials(
+                        session,
+                        endpoint,
+                        username=REGISTRY_USERNAME,
+                        password=REGISTRY_PASSWORD,
+                    )
+                )
         handler = load_handler(
             self._options.seal_handler or function_path(SEAL_FUNCTION),
             seal_environment(
@@ -114,18 +181,8 @@ class Stack:
                 policy_location=made.policy_location,
                 max_receive_count=resources.MAX_RECEIVE_COUNT,
                 digest_push_grace=resources.DIGEST_PUSH_GRACE_SECONDS,
+                registry_api=registry_api,
             ),
-        )
-
-        self._registry, registry = start_registry(
-            RegistrySettings(
-                s3_endpoint=endpoint,
-                bucket=made.bucket,
-                region=REGION,
-                root_directory=REGISTRY_ROOT,
-            ),
-            workdir=self._workdir,
-            cancel=self._cancel,
         )
 
         self._pump = EventPump(
@@ -156,11 +213,37 @@ class Stack:
                 "moto": self._moto.pid,
                 "registry": self._registry.pid,
             },
+            write_back=self._options.write_back,
+            registry_auth=self._options.auth_kind,
+            registry_username=(
+                REGISTRY_USERNAME if self._options.auth_kind != "none" else ""
+            ),
+            registry_password=(
+                REGISTRY_PASSWORD if self._options.auth_kind != "none" else ""
+            ),
         )
         state.write(self._state_file)
         self._state = state
         logger.debug("stack is up; state in %s", self._state_file)
         return state
+
+    def _registry_auth(self) -> RegistryAuth | None:
+        kind = self._options.auth_kind
+        if kind == "htpasswd":
+            return HtpasswdAuth(
+                write_htpasswd(self._workdir, REGISTRY_USERNAME, REGISTRY_PASSWORD)
+            )
+        if kind == "token":
+            issuer = TokenIssuer.generate()
+            self._tokens = TokenServer(issuer, REGISTRY_USERNAME, REGISTRY_PASSWORD)
+            self._tokens.start()
+            return TokenAuth(
+                realm=self._tokens.realm,
+                service=issuer.service,
+                issuer=issuer.issuer,
+                root_certificate=issuer.write_certificate(self._workdir),
+            )
+        return None
 
     def _wait_for_pump(self, pump: EventPump) -> None:
         waited = 0.0
@@ -184,7 +267,8 @@ class Stack:
         return None
 
     def stop(self) -> None:
-        """Stop the pump, the registry and moto, and remove the state file."""
+        """Stop the pump, the registry, moto and the token service, and remove
+        the state file."""
         if self._state is not None:
             self._state_file.unlink(missing_ok=True)
             self._state = None
@@ -195,6 +279,9 @@ class Stack:
             if process is not None:
                 process.stop()
         self._registry = self._moto = None
+        if self._tokens is not None:
+            self._tokens.stop()
+            self._tokens = None
 
     def __enter__(self) -> StackState:
         return self.start()

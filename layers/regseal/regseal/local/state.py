@@ -37,6 +37,13 @@ class StackState:
     workdir: Path
     pids: dict[str, int]
     """Process ids by role: ``stack`` (regseal itself), ``moto``, ``registry``."""
+    write_back: str = "storage"
+    """How the seal writes: ``storage`` (S3 objects) or ``api`` (registry API)."""
+    registry_auth: str = "none"
+    """What the registry requires: ``none``, ``htpasswd`` (basic) or ``token``."""
+    registry_username: str = ""
+    registry_password: str = ""
+    """The registry account (dummies) when ``registry_auth`` is not ``none``."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +60,10 @@ class StackState:
             "jwe_public_key": str(self.jwe_public_key),
             "workdir": str(self.workdir),
             "pids": dict(self.pids),
+            "write_back": self.write_back,
+            "registry_auth": self.registry_auth,
+            "registry_username": self.registry_username,
+            "registry_password": self.registry_password,
         }
 
     @classmethod
@@ -72,6 +83,10 @@ class StackState:
                 jwe_public_key=Path(data["jwe_public_key"]),
                 workdir=Path(data["workdir"]),
                 pids={str(k): int(v) for k, v in dict(data["pids"]).items()},
+                write_back=str(data.get("write_back", "storage")),
+                registry_auth=str(data.get("registry_auth", "none")),
+                registry_username=str(data.get("registry_username", "")),
+                registry_password=str(data.get("registry_password", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LocalStackError(

@@ -16,7 +16,7 @@ import pytest
 from regseal.digest import Digest
 from regseal.errors import IntegrityError, NotFoundError, RegistryError
 from regseal.imageref import parse_source
-from regseal.registryapi import MANIFEST_ACCEPT, RegistrySource
+from regseal.registrysource import MANIFEST_ACCEPT, RegistrySource
 
 MANIFEST = (
     b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
