@@ -26,6 +26,8 @@ CONTRACT_KEYS = {
     "kms_key_id",
     "workdir",
     "pids",
+    "tuf_metadata_url",
+    "tuf_root",
 }
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -60,6 +62,8 @@ def test_state_file_has_the_contract_keys(local_stack_run):
     assert (state.bucket, state.region) == ("registry", "us-east-1")
     assert set(state.pids) == {"stack", "moto", "registry"}
     assert state.pids["stack"] == local_stack_run.process.pid
+    assert state.tuf_metadata_url == f"{state.s3_endpoint}/registry/tuf/"
+    assert state.tuf_root == state.workdir / "tuf" / "root.json"
 
 
 def test_jwe_keys_are_a_pkcs8_rsa_3072_pair(local_stack):

@@ -222,7 +222,7 @@ class EventPump:
     def start(self) -> None:
         """Poll on a background thread until :meth:`stop`."""
         self._thread = threading.Thread(
-            target=self._run, name="regseal-event-pump", daemon=True
+            target=self._run, name=f"{self._function_name}-pump", daemon=True
         )
         self._thread.start()
 
