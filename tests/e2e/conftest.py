@@ -60,13 +60,14 @@ def process_exists(pid):
 
 
 @contextlib.contextmanager
-def running_stack(directory, handler=None):
+def running_stack(directory, handler=None, options=()):
     """Start ``regseal local up`` in ``directory``; stop it by PID afterwards.
 
     Args:
         directory: where the state file, the work directory and the output go.
         handler: the seal function module to run; ``None`` for the stack's
             default, the checkout's real ``functions/seal/app.py``.
+        options: more ``regseal local up`` options (``--no-tuf``).
     """
     state_file = directory / "state.json"
     event_log = directory / "events.jsonl"
@@ -76,6 +77,7 @@ def running_stack(directory, handler=None):
     command = [sys.executable, "-m", "regseal", "local", "up", "--state", state_file]
     if handler is not None:
         command += ["--seal-handler", handler]
+    command += list(options)
     with output.open("wb") as out:
         process = subprocess.Popen(
             [str(part) for part in command],

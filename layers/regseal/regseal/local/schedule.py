@@ -68,8 +68,13 @@ class Schedule:
         )
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to stop after the invocation in hand; do not wait."""
         self._stopping.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop invoking; wait for the invocation in hand."""
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
 

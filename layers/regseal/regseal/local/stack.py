@@ -292,9 +292,16 @@ class Stack:
         if self._state is not None:
             self._state_file.unlink(missing_ok=True)
             self._state = None
-        for part in (self._pump, self._tuf_pump, self._tuf_schedule):
-            if part is not None:
-                part.stop()
+        parts = [
+            part
+            for part in (self._pump, self._tuf_pump, self._tuf_schedule)
+            if part is not None
+        ]
+        # All at once: each may be in a long poll of up to a second.
+        for part in parts:
+            part.request_stop()
+        for part in parts:
+            part.stop()
         self._pump = self._tuf_pump = None
         self._tuf_schedule = None
         for process in (self._registry, self._moto):
