@@ -3,11 +3,14 @@
 # seals it. Starts `regseal local up`, pushes a three-layer sample image (one
 # layer of 64 MiB), waits until every layer is encrypted, then proves that
 #   - the JWE private key from the state file decrypts it to the exact pushed
-#     plaintext layer digests, and
-#   - a pull without the key yields only ciphertext.
+#     plaintext layer digests,
+#   - a pull without the key yields only ciphertext, and
+#   - `regseal verify` (the TUF client workflow from the stack's trusted root)
+#     accepts the sealed tag, and refuses a tag that was never sealed.
 # Prints PASS or FAIL; exits non-zero on failure. Run it with `make demo`.
 #
 # Environment: REGSEAL_DEMO_SEAL_TIMEOUT (seconds, default 120),
+# REGSEAL_DEMO_VERIFY_TIMEOUT (seconds the TUF function may take, default 30),
 # REGSEAL_DEMO_BIG_LAYER_MIB (default 64), REGSEAL_DEMO_KEEP=1 keeps the
 # temporary directory.
 set -euo pipefail
@@ -16,6 +19,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 PY=$PWD/.venv/bin/python
 
 seal_timeout=${REGSEAL_DEMO_SEAL_TIMEOUT:-120}
+verify_timeout=${REGSEAL_DEMO_VERIFY_TIMEOUT:-30}
 big_layer_mib=${REGSEAL_DEMO_BIG_LAYER_MIB:-64}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/regseal-demo.XXXXXX")
 state=$tmp/state.json
@@ -59,7 +63,7 @@ state_field() {
         "$state" "$1"
 }
 
-step "1. Start the local stack (moto, registry on moto's S3, event pump)"
+step "1. Start the local stack (moto, TUF repository, registry on moto's S3, event pumps)"
 regseal local up --state "$state" >"$stack_log" 2>&1 &
 stack_pid=$!
 for _ in $(seq 1 300); do
@@ -71,7 +75,10 @@ done
 registry=$(state_field registry)
 private_key=$(state_field jwe_private_key)
 ref="$registry/demo/app:1.0"
+tuf_root=$(state_field tuf_root)
+tuf_metadata=$(state_field tuf_metadata_url)
 echo "registry $registry, AWS endpoint $(state_field s3_endpoint), key $private_key"
+echo "TUF metadata $tuf_metadata, trusted root $tuf_root"
 
 step "2. Build a sample image without Docker (3 layers, one of ${big_layer_mib} MiB)"
 regseal local sample-image "$tmp/image" --big-layer-mib "$big_layer_mib" >"$tmp/sample.json"
@@ -209,4 +216,40 @@ for layer in manifest["layers"]:
 sys.exit("pulled layers are not all ciphertext" if problems else 0)
 EOF
 
-printf '\nPASS: the pushed image was sealed; the key opens it, and without it the layers are ciphertext.\n'
+step "8. Verify the tag against TUF: regseal verify $ref"
+# The TUF function publishes snapshot and timestamp moments after the seal, so
+# the first tries may not see the target yet. Each run is the whole client
+# workflow (root, timestamp, snapshot, targets, the team's role) with its own
+# cache, then a comparison with the manifest the registry serves.
+echo "regseal verify $ref --root $tuf_root --metadata $tuf_metadata"
+started=$SECONDS
+verified=""
+while [ "$SECONDS" -le "$((started + verify_timeout))" ]; do
+    rm -rf "$tmp/tuf-cache"
+    if regseal verify "$ref" --root "$tuf_root" --metadata "$tuf_metadata" \
+        --cache-dir "$tmp/tuf-cache" >"$tmp/verify.out" 2>"$tmp/verify.err"; then
+        verified=yes
+        break
+    fi
+    sleep 0.5
+done
+cat "$tmp/verify.out" "$tmp/verify.err"
+[ -n "$verified" ] || fail "regseal verify did not accept $ref within ${verify_timeout} s"
+sealed_digest=$("$PY" -c 'import hashlib, sys; print("sha256:" + hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$tmp/current.json")
+grep -q "$sealed_digest" "$tmp/verify.out" ||
+    fail "regseal verify accepted a digest other than the sealed manifest's $sealed_digest"
+echo "the TUF target of $ref is the sealed manifest $sealed_digest"
+
+step "9. A tag that was never sealed must not verify"
+never="$registry/demo/app:never-sealed"
+echo "regseal verify $never --root $tuf_root --metadata $tuf_metadata"
+if regseal verify "$never" --root "$tuf_root" --metadata "$tuf_metadata" \
+    --cache-dir "$tmp/tuf-cache" 2>"$tmp/verify-never.err"; then
+    fail "regseal verify accepted $never, which was never pushed"
+fi
+cat "$tmp/verify-never.err"
+grep -q "unknown target" "$tmp/verify-never.err" ||
+    fail "regseal verify refused $never, but not for an unknown target"
+echo "refused, as it must be"
+
+printf '\nPASS: the pushed image was sealed; the key opens it, without it the layers are ciphertext, and TUF vouches for the sealed digest.\n'

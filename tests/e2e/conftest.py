@@ -67,7 +67,7 @@ def running_stack(directory, handler=None, *, options=(), env=None):
         directory: where the state file, the work directory and the output go.
         handler: the seal function module to run; ``None`` for the stack's
             default, the checkout's real ``functions/seal/app.py``.
-        options: more ``regseal local up`` options (``--write-back api``).
+        options: more ``regseal local up`` options (``--write-back api``, ``--no-tuf``).
         env: more environment variables for the stack process.
     """
     state_file = directory / "state.json"

@@ -26,6 +26,8 @@ CONTRACT_KEYS = {
     "kms_key_id",
     "workdir",
     "pids",
+    "tuf_metadata_url",
+    "tuf_root",
 }
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -60,6 +62,8 @@ def test_state_file_has_the_contract_keys(local_stack_run):
     assert (state.bucket, state.region) == ("registry", "us-east-1")
     assert set(state.pids) == {"stack", "moto", "registry"}
     assert state.pids["stack"] == local_stack_run.process.pid
+    assert state.tuf_metadata_url == f"{state.s3_endpoint}/registry/tuf/"
+    assert state.tuf_root == state.workdir / "tuf" / "root.json"
 
 
 def test_jwe_keys_are_a_pkcs8_rsa_3072_pair(local_stack):
@@ -181,3 +185,28 @@ def test_signal_stops_every_process_and_removes_the_state_file(
         assert stack.alive() == []
         assert not stack.state_file.exists()
         assert "regseal local: stopped" in stack.output.read_text()
+
+
+def test_stack_without_tuf_has_null_tuf_members_and_no_tuf_resources(
+    tmp_path, start_stack
+):
+    with start_stack(tmp_path, options=["--no-tuf"]) as stack:
+        data = json.loads(stack.state_file.read_text())
+        aliases = {
+            alias["AliasName"]
+            for alias in client(stack.state, "kms").list_aliases()["Aliases"]
+        }
+        queues = client(stack.state, "sqs").list_queues()["QueueUrls"]
+        tuf_objects = client(stack.state, "s3").list_objects_v2(
+            Bucket="registry", Prefix="tuf/"
+        )
+
+    assert {data[name] for name in CONTRACT_KEYS if name.startswith("tuf_")} == {None}
+    assert "alias/regseal-demo" in aliases
+    assert not [alias for alias in aliases if alias.startswith("alias/regseal-tuf")]
+    assert sorted(url.rsplit("/", 1)[1] for url in queues) == [
+        "regseal-events",
+        "regseal-events-dlq",
+    ]
+    assert tuf_objects["KeyCount"] == 0
+    assert not (stack.state.workdir / "tuf").exists()

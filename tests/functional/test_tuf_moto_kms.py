@@ -1,4 +1,4 @@
-"""Why tests/support/moto_kms.py exists, and a canary for when it can go."""
+"""Why regseal.local.motokms exists, and a canary for when it can go."""
 
 import hashlib
 
@@ -39,7 +39,8 @@ def _key(kms, spec="ECC_NIST_P256"):
 
 def test_without_the_fix_moto_signs_the_hash_of_the_digest(kms):
     # Canary: when moto implements MessageType=DIGEST (getmoto/moto#10202) this
-    # test fails, and tests/support/moto_kms.py should be deleted.
+    # test fails, and regseal.local.motokms (with the moto launcher
+    # regseal.local.motoserver_main and tests/support/moto_kms.py) should go.
     uri = _key(kms)
     key = import_kms_key(uri)
     signature = Signer.from_priv_key_uri(uri, key).sign(PAYLOAD)

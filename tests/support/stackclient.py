@@ -3,7 +3,8 @@
 A :class:`StackClient` wraps the stack's state file: the registry bucket in
 moto's S3 (what a push stored, snapshots for "nothing changed" checks, link
 objects written by hand), the event queue and its dead-letter queue (drain
-waits, re-sent notifications) and the registry's HTTP API. It also reads the
+waits, re-sent notifications), the TUF function's queue and the TUF metadata
+it publishes, and the registry's HTTP API. It also reads the
 seal handler's JSON log lines from the stack's output.
 """
 
@@ -271,6 +272,48 @@ class StackClient:
                     )
 
     # -- the registry API ---------------------------------------------------
+
+    def wait_tuf_drained(self, timeout: float = 60.0) -> None:
+        """Wait until the TUF function has handled every "targets changed"
+        message (the stack must run with TUF)."""
+        queue_url = self.state.tuf_queue_url
+        if queue_url is None:
+            raise ValueError("this stack runs without TUF")
+        wait_for(
+            lambda: self.queue_depth(queue_url) == 0,
+            timeout=timeout,
+            what=f"draining {queue_url}",
+        )
+
+    def tuf_metadata(self, name: str) -> dict[str, Any]:
+        """A TUF metadata file, fetched anonymously from ``tuf_metadata_url``."""
+        if self.state.tuf_metadata_url is None:
+            raise ValueError("this stack runs without TUF")
+        with _DIRECT.open(self.state.tuf_metadata_url + name, timeout=10) as response:
+            document: dict[str, Any] = json.loads(response.read())
+        return document
+
+    def registry_manifest(self, repository: str, reference: str) -> bytes:
+        """The manifest bytes the registry serves for a tag or digest."""
+        request = urllib.request.Request(
+            f"http://{self.state.registry}/v2/{repository}/manifests/{reference}",
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        with _DIRECT.open(request, timeout=10) as response:
+            body: bytes = response.read()
+        return body
+
+    def registry_delete(self, path: str) -> int:
+        """DELETE ``/v2/<path>`` at the registry; return the HTTP status."""
+        request = urllib.request.Request(
+            f"http://{self.state.registry}/v2/{path}", method="DELETE"
+        )
+        try:
+            with _DIRECT.open(request, timeout=10) as response:
+                response.read()
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
 
     def registry_get(self, path: str, accept: str = MANIFEST_ACCEPT) -> int:
         """GET ``/v2/<path>`` from the registry; return the HTTP status."""

@@ -1,4 +1,5 @@
 import json
+import time
 
 import boto3
 import pytest
@@ -217,3 +218,24 @@ BATCH = ("id-1", "id-2")
 )
 def test_partial_batch_response_follows_lambda_rules(response, failed):
     assert failed_message_ids(response, BATCH) == failed
+
+
+def test_pump_is_ready_at_once_on_an_empty_queue_despite_long_polling(stack_queues):
+    sqs, made = stack_queues
+    pump = EventPump(
+        sqs,
+        RecordingHandler(),
+        queue_url=made.queue_url,
+        queue_arn=made.queue_arn,
+        region=REGION,
+        wait_seconds=2,
+    )
+    started = time.monotonic()
+    pump.start()
+    ready = pump.ready.wait(5)
+    waited = time.monotonic() - started
+    pump.stop()
+
+    assert ready
+    assert waited < 1.0
+    assert not pump.is_alive()

@@ -19,7 +19,7 @@ def made():
         )
 
 
-def test_bucket_notifies_the_queue_of_every_registry_link(made):
+def test_bucket_notifies_the_queue_of_every_registry_link_written_or_removed(made):
     session, made = made
     config = session.client("s3").get_bucket_notification_configuration(
         Bucket="registry"
@@ -27,7 +27,7 @@ def test_bucket_notifies_the_queue_of_every_registry_link(made):
 
     [rule] = config["QueueConfigurations"]
     assert rule["QueueArn"] == made.queue_arn
-    assert rule["Events"] == ["s3:ObjectCreated:*"]
+    assert rule["Events"] == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
     filters = {
         r["Name"].lower(): r["Value"] for r in rule["Filter"]["Key"]["FilterRules"]
     }
@@ -89,3 +89,66 @@ def test_digest_push_grace_fits_in_the_queue_retries(made):
     window = int(attributes["VisibilityTimeout"]) * (int(receives) - 1)
 
     assert 0 < resources.DIGEST_PUSH_GRACE_SECONDS <= window
+
+
+@pytest.fixture
+def made_tuf(made):
+    session, _ = made
+    return session, resources.create_tuf_resources(
+        session, None, metadata_prefix="tuf/", teams=["demo", "team-b"]
+    )
+
+
+def test_tuf_keys_are_p256_signing_keys_named_by_alias(made_tuf):
+    session, tuf = made_tuf
+    kms = session.client("kms")
+
+    uris = [tuf.snapshot_key, tuf.timestamp_key, *tuf.team_keys.values()]
+    specs = {
+        uri: kms.describe_key(KeyId=uri.removeprefix("awskms:"))["KeyMetadata"]
+        for uri in uris
+    }
+
+    assert tuf.snapshot_key == "awskms:alias/regseal-tuf-snapshot"
+    assert tuf.timestamp_key == "awskms:alias/regseal-tuf-timestamp"
+    assert tuf.team_keys == {
+        "demo": "awskms:alias/regseal-tuf-team-demo",
+        "team-b": "awskms:alias/regseal-tuf-team-team-b",
+    }
+    assert {(m["KeySpec"], m["KeyUsage"]) for m in specs.values()} == {
+        ("ECC_NIST_P256", "SIGN_VERIFY")
+    }
+    assert len({m["KeyId"] for m in specs.values()}) == 4
+
+
+def test_tuf_queue_retries_quickly_and_then_dead_letters(made_tuf):
+    session, tuf = made_tuf
+    sqs = session.client("sqs")
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=tuf.queue_url, AttributeNames=["All"]
+    )["Attributes"]
+    dlq_arn = sqs.get_queue_attributes(
+        QueueUrl=tuf.dead_letter_queue_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+
+    assert tuf.queue_url.endswith("/regseal-tuf")
+    assert tuf.queue_arn == attributes["QueueArn"]
+    assert tuf.dead_letter_queue_url.endswith("/regseal-tuf-dlq")
+    assert attributes["VisibilityTimeout"] == "5"
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == dlq_arn
+    assert int(redrive["maxReceiveCount"]) == 3
+
+
+def test_bucket_policy_lets_anyone_read_the_tuf_metadata_only(made_tuf):
+    session, _ = made_tuf
+
+    policy = json.loads(
+        session.client("s3").get_bucket_policy(Bucket="registry")["Policy"]
+    )
+
+    [statement] = policy["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == "*"
+    assert statement["Action"] == "s3:GetObject"
+    assert statement["Resource"] == "arn:aws:s3:::registry/tuf/*"

@@ -1,5 +1,7 @@
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,13 @@ from regseal.local.runtime import (
     function_path,
     load_handler,
     seal_environment,
+    serialized,
+    tuf_environment,
+    tuf_target_environment,
 )
+from regseal.settings import Settings
+from regseal.tuf.settings import TufSettings
+from regseal.tuf.store import MetadataLocation
 
 MODULE_READING_ENVIRONMENT_AT_IMPORT = """
 import os
@@ -160,3 +168,63 @@ def test_seal_environment_passes_the_digest_push_grace_when_given():
     )
 
     assert environment["REGSEAL_DIGEST_PUSH_GRACE_SECONDS"] == "10"
+
+
+def test_tuf_function_environment_names_the_metadata_and_leaves_keys_to_root():
+    environment = tuf_environment(
+        endpoint="http://127.0.0.1:9",
+        region="us-east-1",
+        bucket="registry",
+        prefix="tuf/",
+    )
+
+    assert environment == {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "REGSEAL_TUF_BUCKET": "registry",
+        "REGSEAL_TUF_PREFIX": "tuf/",
+    }
+    assert TufSettings.from_env(environment).location == MetadataLocation(
+        "registry", "tuf/"
+    )
+
+
+def test_seal_function_gets_the_tuf_bucket_prefix_and_queue():
+    environment = tuf_target_environment(
+        bucket="registry", prefix="tuf/", queue_url="http://127.0.0.1:9/1/regseal-tuf"
+    )
+
+    settings = Settings.from_env(
+        {"REGSEAL_BUCKET": "registry", "REGSEAL_POLICY": "s3://registry/p.json"}
+        | environment
+    )
+
+    assert settings.tuf_bucket == "registry"
+    assert settings.tuf_prefix == "tuf/"
+    assert settings.tuf_queue_url == "http://127.0.0.1:9/1/regseal-tuf"
+
+
+def test_serialized_handler_runs_one_invocation_at_a_time():
+    running = []
+    overlaps = []
+
+    def handler(event, context):
+        running.append(event)
+        if len(running) > 1:
+            overlaps.append(event)
+        time.sleep(0.02)
+        running.remove(event)
+        return event
+
+    invoke = serialized(handler)
+    threads = [threading.Thread(target=invoke, args=({"n": n}, None)) for n in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert overlaps == []
+    assert invoke({"n": 9}, None) == {"n": 9}

@@ -21,6 +21,10 @@ STATE = StackState(
     jwe_public_key=Path("/tmp/w/jwe-public.pem"),
     workdir=Path("/tmp/w"),
     pids={"stack": 10, "moto": 11, "registry": 12},
+    tuf_metadata_url="http://127.0.0.1:45000/registry/tuf/",
+    tuf_root=Path("/tmp/w/tuf/root.json"),
+    tuf_queue_url="http://127.0.0.1:45000/123456789012/regseal-tuf",
+    tuf_dlq_url="http://127.0.0.1:45000/123456789012/regseal-tuf-dlq",
 )
 
 
@@ -61,6 +65,10 @@ def test_state_file_carries_the_contract_keys(tmp_path):
         "registry_auth",
         "registry_username",
         "registry_password",
+        "tuf_metadata_url",
+        "tuf_root",
+        "tuf_queue_url",
+        "tuf_dlq_url",
     }
     assert (data["write_back"], data["registry_auth"]) == ("storage", "none")
 
@@ -96,6 +104,37 @@ def test_state_file_written_before_the_write_back_fields_still_loads():
         "none",
         "",
     )
+    assert data["tuf_metadata_url"] == "http://127.0.0.1:45000/registry/tuf/"
+    assert data["tuf_root"] == "/tmp/w/tuf/root.json"
+
+
+def test_state_of_a_stack_without_tuf_has_null_tuf_members(tmp_path):
+    path = tmp_path / "state.json"
+    without = replace(
+        STATE,
+        tuf_metadata_url=None,
+        tuf_root=None,
+        tuf_queue_url=None,
+        tuf_dlq_url=None,
+    )
+    without.write(path)
+
+    data = json.loads(path.read_text())
+
+    assert data["tuf_metadata_url"] is None
+    assert data["tuf_root"] is None
+    assert StackState.load(path) == without
+
+
+def test_state_file_written_before_tuf_still_loads():
+    data = STATE.to_json()
+    for name in ("tuf_metadata_url", "tuf_root", "tuf_queue_url", "tuf_dlq_url"):
+        del data[name]
+
+    state = StackState.from_json(data)
+
+    assert (state.tuf_metadata_url, state.tuf_root) == (None, None)
+    assert state.registry == STATE.registry
 
 
 def test_state_without_a_field_is_refused():

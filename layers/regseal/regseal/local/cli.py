@@ -33,9 +33,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "up",
         help="run the local stack until SIGINT or SIGTERM",
         description=(
-            "Start moto's server, the AWS resources, the registry on moto's S3 "
-            "and the event pump; write the state file once all answer; run until "
-            "SIGINT or SIGTERM, then stop everything and remove the state file."
+            "Start moto's server, the AWS resources, the TUF repository, the "
+            "registry on moto's S3 and the event pumps of the seal and TUF "
+            "functions; write the state file once all answer; run until SIGINT "
+            "or SIGTERM, then stop everything and remove the state file."
         ),
     )
     up.add_argument(
@@ -77,6 +78,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "(an in-process token service) or 'none' (default: htpasswd with "
         "--write-back api, else none); the account is testing/testing",
     )
+    up.add_argument(
+        "--no-tuf",
+        dest="tuf",
+        action="store_false",
+        help="no TUF metadata and no TUF function (faster start; the state "
+        "file's tuf_* members are null)",
+    )
     up.set_defaults(run=_up)
 
     image = group.add_parser(
@@ -110,6 +118,7 @@ def _up(args: argparse.Namespace) -> int:
         seal_handler=args.seal_handler,
         write_back=args.write_back,
         registry_auth=args.registry_auth,
+        tuf=args.tuf,
     )
     stack.run(options, on_ready=_announce)
     print("regseal local: stopped", file=sys.stderr, flush=True)
@@ -130,6 +139,13 @@ def _announce(state: StackState) -> None:
         f"  bucket       {state.bucket}",
         f"  policy       {state.policy}",
         f"  JWE key      {state.jwe_private_key}",
+    ]
+    if state.tuf_metadata_url is not None:
+        lines += [
+            f"  TUF metadata {state.tuf_metadata_url}",
+            f"  TUF root     {state.tuf_root}",
+        ]
+    lines += [
         f"  logs         {state.workdir}",
         "  environment for other commands:",
         f"    export AWS_ENDPOINT_URL={state.s3_endpoint} AWS_REGION={state.region}"

@@ -1,7 +1,10 @@
 """moto's server: one loopback endpoint for every AWS service the stack uses.
 
 S3, KMS, SQS and SSM (and any other service moto emulates) share the single
-endpoint; clients select the service through their request signature.
+endpoint; clients select the service through their request signature. The
+server starts through :mod:`regseal.local.motoserver_main`, which makes its KMS
+sign DIGEST messages correctly (getmoto/moto#10202), so TUF metadata signed
+with the stack's KMS keys verifies.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from regseal.local.processes import LOOPBACK, ManagedProcess, start_on_free_port
 
 logger = logging.getLogger(__name__)
 
+MOTO_LAUNCHER = "regseal.local.motoserver_main"
+
 
 def start_moto(*, workdir: Path, cancel: threading.Event) -> tuple[ManagedProcess, str]:
-    """Start ``python -m moto.server`` on a free port and wait until it answers.
+    """Start moto's server on a free port and wait until it answers.
 
     The server runs with this interpreter, so it is the moto installed next to
-    regseal. Its log goes to ``workdir/moto.log``.
+    regseal, through the launcher that applies the KMS DIGEST fix
+    (:mod:`regseal.local.motoserver_main`). Its log goes to
+    ``workdir/moto.log``.
 
     Returns:
         The process and its endpoint URL (``http://127.0.0.1:PORT``).
@@ -31,7 +38,7 @@ def start_moto(*, workdir: Path, cancel: threading.Event) -> tuple[ManagedProces
         lambda port: [
             sys.executable,
             "-m",
-            "moto.server",
+            MOTO_LAUNCHER,
             "-H",
             LOOPBACK,
             "-p",

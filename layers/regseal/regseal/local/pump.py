@@ -149,12 +149,18 @@ class EventPump:
         self.ready = threading.Event()
         """Set once the first receive call has returned."""
 
-    def poll_once(self) -> BatchOutcome:
-        """Receive one batch, run the handler on it, delete what succeeded."""
+    def poll_once(self, wait_seconds: int | None = None) -> BatchOutcome:
+        """Receive one batch, run the handler on it, delete what succeeded.
+
+        Args:
+            wait_seconds: long-poll time of this receive (default: the pump's).
+        """
         received = self._sqs.receive_message(
             QueueUrl=self._queue_url,
             MaxNumberOfMessages=MAX_BATCH_SIZE,
-            WaitTimeSeconds=self._wait_seconds,
+            WaitTimeSeconds=self._wait_seconds
+            if wait_seconds is None
+            else wait_seconds,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
@@ -222,13 +228,17 @@ class EventPump:
     def start(self) -> None:
         """Poll on a background thread until :meth:`stop`."""
         self._thread = threading.Thread(
-            target=self._run, name="regseal-event-pump", daemon=True
+            target=self._run, name=f"{self._function_name}-pump", daemon=True
         )
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the thread to stop after the batch in hand; do not wait."""
+        self._stopping.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the batch in hand, then stop polling."""
-        self._stopping.set()
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -236,9 +246,13 @@ class EventPump:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
+        # The first receive does not wait, so ``ready`` says at once that the
+        # queue answers, even when it is empty.
+        wait: int | None = 0
         while not self._stopping.is_set():
             try:
-                outcome = self.poll_once()
+                outcome = self.poll_once(wait)
+                wait = None
             except (BotoCoreError, ClientError) as exc:
                 if self._stopping.is_set():
                     break

@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any], Any], Any]
 
 SEAL_FUNCTION = "seal"
+TUF_FUNCTION = "tuf"
 # Variables that would point boto3 away from the dummy credentials.
 _CREDENTIAL_OVERRIDES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN")
 
@@ -97,6 +99,43 @@ def seal_environment(
     return environment
 
 
+def tuf_target_environment(
+    *, bucket: str, prefix: str, queue_url: str
+) -> dict[str, str]:
+    """What the seal function needs to record TUF targets and notify the TUF
+    function (see :class:`regseal.settings.Settings`)."""
+    return {
+        "REGSEAL_TUF_BUCKET": bucket,
+        "REGSEAL_TUF_PREFIX": prefix,
+        "REGSEAL_TUF_QUEUE_URL": queue_url,
+    }
+
+
+def tuf_environment(
+    *, endpoint: str, region: str, bucket: str, prefix: str
+) -> dict[str, str]:
+    """The environment the deployed TUF function gets, aimed at the stack.
+
+    The snapshot and timestamp keys are left to root (the function follows
+    rotations), and the expiry periods and windows keep their defaults (see
+    :mod:`regseal.tuf.settings`). There is no ``POWERTOOLS_SERVICE_NAME``:
+    both functions share this process's environment here, and the TUF
+    function's logger names its service itself.
+    """
+    return {
+        **aws_environment(endpoint=endpoint, region=region),
+        "REGSEAL_TUF_BUCKET": bucket,
+        "REGSEAL_TUF_PREFIX": prefix,
+    }
+
+
+def use_environment(environment: Mapping[str, str]) -> None:
+    """Set ``environment`` in this process, dropping credential overrides."""
+    for name in _CREDENTIAL_OVERRIDES:
+        os.environ.pop(name, None)
+    os.environ.update(environment)
+
+
 def load_handler(path: Path, environment: Mapping[str, str]) -> Handler:
     """Set ``environment`` in this process, then import ``handler`` from ``path``.
 
@@ -114,9 +153,7 @@ def load_handler(path: Path, environment: Mapping[str, str]) -> Handler:
             "but there is no such file"
         )
 
-    for name in _CREDENTIAL_OVERRIDES:
-        os.environ.pop(name, None)
-    os.environ.update(environment)
+    use_environment(environment)
     if str(path.parent) not in sys.path:
         sys.path.insert(0, str(path.parent))
 
@@ -137,6 +174,21 @@ def load_handler(path: Path, environment: Mapping[str, str]) -> Handler:
         raise LocalStackError(f"expected {path} to define a callable 'handler'")
     logger.debug("loaded handler from %s", path)
     return cast(Handler, handler)
+
+
+def serialized(handler: Handler) -> Handler:
+    """``handler`` with one invocation at a time, as reserved concurrency 1.
+
+    The TUF function runs that way on Lambda; here its queue pump and its
+    schedule share one such handler.
+    """
+    lock = threading.Lock()
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        with lock:
+            return handler(event, context)
+
+    return invoke
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,13 @@
-"""The local stack: moto, the registry on moto's S3, and the event pump.
+"""The local stack: moto, the registry on moto's S3, and the event pumps.
 
 :class:`Stack` starts the parts in dependency order and stops them in reverse;
 :func:`run` keeps a stack up until SIGINT or SIGTERM. The state file is
 written only once every part answers, and removed when the stack stops.
+
+With TUF (the default) the stack also sets up the TUF repository
+(:mod:`regseal.local.tufrepo`), gives the seal function the TUF settings, and
+runs the TUF function (``functions/tuf/app.py``) from a second pump on the
+"targets changed" queue and from an hourly schedule, one invocation at a time.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import TYPE_CHECKING
 
-from regseal.errors import LocalStackError
+from regseal.errors import LocalStackError, PolicyError
 from regseal.local import resources
 from regseal.local.demo_policy import policy_document
 from regseal.local.htpasswd import write_htpasswd
@@ -34,12 +40,25 @@ from regseal.local.registry import (
 )
 from regseal.local.runtime import (
     SEAL_FUNCTION,
+    TUF_FUNCTION,
+    aws_environment,
     function_path,
     load_handler,
     seal_environment,
+    serialized,
+    tuf_environment,
+    tuf_target_environment,
+    use_environment,
 )
+from regseal.local.schedule import Schedule
 from regseal.local.state import StackState
 from regseal.local.tokenserver import TokenIssuer, TokenServer
+from regseal.local.tufrepo import TUF_PREFIX, LocalTuf, set_up_repository, team_globs
+from regseal.policy import load_policy_bytes
+from regseal.tuf.store import MetadataLocation, MetadataStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +70,7 @@ REGISTRY_AUTH_KINDS = ("none", "htpasswd", "token")
 # The registry account of a stack whose registry requires one: dummies.
 REGISTRY_USERNAME = "testing"
 REGISTRY_PASSWORD = "testing"  # noqa: S105 (a dummy for loopback only)
+TUF_SCHEDULE_SECONDS = 3600.0
 
 
 def default_workdir(state_file: Path) -> Path:
@@ -74,6 +94,9 @@ class StackOptions:
         registry_auth: ``none``, ``htpasswd`` (basic auth) or ``token`` (an
             in-process token service); by default ``htpasswd`` in api mode
             and ``none`` in storage mode.
+        tuf: set up TUF metadata and run the TUF function.
+        tuf_handler: the TUF function's module; by default the checkout's
+            ``functions/tuf/app.py``.
     """
 
     state_file: Path
@@ -101,6 +124,8 @@ class StackOptions:
         if self.registry_auth is not None:
             return self.registry_auth
         return "htpasswd" if self.write_back == "api" else "none"
+    tuf: bool = True
+    tuf_handler: Path | None = None
 
 
 class Stack:
@@ -117,6 +142,8 @@ class Stack:
         self._registry: ManagedProcess | None = None
         self._tokens: TokenServer | None = None
         self._pump: EventPump | None = None
+        self._tuf_pump: EventPump | None = None
+        self._tuf_schedule: Schedule | None = None
         self._state: StackState | None = None
 
     def start(self) -> StackState:
@@ -138,10 +165,13 @@ class Stack:
         self._workdir.mkdir(parents=True, exist_ok=True)
         keys = write_demo_key_pair(self._workdir)
         policy = policy_document(self._options.policy_file, keys.public_pem)
+        teams = self._tuf_teams(policy)
 
         self._moto, endpoint = start_moto(workdir=self._workdir, cancel=self._cancel)
         session = resources.moto_session(REGION)
         made = resources.create_resources(session, endpoint, policy_document=policy)
+        # Everything in this process (KMS signers too) talks to moto only.
+        use_environment(aws_environment(endpoint=endpoint, region=REGION))
 
         self._registry, registry = start_registry(
             RegistrySettings(
@@ -170,30 +200,56 @@ class Stack:
                         password=REGISTRY_PASSWORD,
                     )
                 )
-        handler = load_handler(
-            self._options.seal_handler or function_path(SEAL_FUNCTION),
-            seal_environment(
+        environment = seal_environment(
+            endpoint=endpoint,
+            region=REGION,
+            bucket=made.bucket,
+            registry_root=REGISTRY_ROOT,
+            state_prefix=resources.STATE_PREFIX,
+            policy_location=made.policy_location,
+            max_receive_count=resources.MAX_RECEIVE_COUNT,
+            digest_push_grace=resources.DIGEST_PUSH_GRACE_SECONDS,
+            registry_api=registry_api,
+        )
+        tuf: LocalTuf | None = None
+        tuf_made: resources.TufResources | None = None
+        if teams is not None:
+            tuf_made = resources.create_tuf_resources(
+                session, endpoint, metadata_prefix=TUF_PREFIX, teams=list(teams)
+            )
+            tuf = set_up_repository(
+                MetadataStore(
+                    session.client("s3", endpoint_url=endpoint),
+                    MetadataLocation(made.bucket, TUF_PREFIX),
+                ),
+                workdir=self._workdir,
                 endpoint=endpoint,
-                region=REGION,
-                bucket=made.bucket,
-                registry_root=REGISTRY_ROOT,
-                state_prefix=resources.STATE_PREFIX,
-                policy_location=made.policy_location,
-                max_receive_count=resources.MAX_RECEIVE_COUNT,
-                digest_push_grace=resources.DIGEST_PUSH_GRACE_SECONDS,
-                registry_api=registry_api,
-            ),
+                snapshot_key=tuf_made.snapshot_key,
+                timestamp_key=tuf_made.timestamp_key,
+                team_keys=tuf_made.team_keys,
+                teams=teams,
+            )
+            environment |= tuf_target_environment(
+                bucket=made.bucket, prefix=TUF_PREFIX, queue_url=tuf_made.queue_url
+            )
+        handler = load_handler(
+            self._options.seal_handler or function_path(SEAL_FUNCTION), environment
         )
 
+        sqs = session.client("sqs", endpoint_url=endpoint)
         self._pump = EventPump(
-            session.client("sqs", endpoint_url=endpoint),
+            sqs,
             handler,
             queue_url=made.queue_url,
             queue_arn=made.queue_arn,
             region=REGION,
         )
         self._pump.start()
-        self._wait_for_pump(self._pump)
+        if tuf_made is not None:
+            self._start_tuf_function(sqs, endpoint, made.bucket, tuf_made)
+        for pump in (self._pump, self._tuf_pump):
+            if pump is not None:
+                self._wait_for_pump(pump)
 
         state = StackState(
             registry=registry,
@@ -221,6 +277,10 @@ class Stack:
             registry_password=(
                 REGISTRY_PASSWORD if self._options.auth_kind != "none" else ""
             ),
+            tuf_metadata_url=tuf.metadata_url if tuf else None,
+            tuf_root=tuf.root_file if tuf else None,
+            tuf_queue_url=tuf_made.queue_url if tuf_made else None,
+            tuf_dlq_url=tuf_made.dead_letter_queue_url if tuf_made else None,
         )
         state.write(self._state_file)
         self._state = state
@@ -244,6 +304,47 @@ class Stack:
                 root_certificate=issuer.write_certificate(self._workdir),
             )
         return None
+    def _tuf_teams(self, policy: bytes) -> dict[str, tuple[str, ...]] | None:
+        """The TUF globs of each policy team; None when TUF is off."""
+        if not self._options.tuf:
+            return None
+        try:
+            return team_globs(load_policy_bytes(policy, "the stack's policy"))
+        except PolicyError as exc:
+            raise LocalStackError(f"TUF for the stack's policy: {exc}") from exc
+
+    def _start_tuf_function(
+        self,
+        sqs: SQSClient,
+        endpoint: str,
+        bucket: str,
+        made: resources.TufResources,
+    ) -> None:
+        handler = serialized(
+            load_handler(
+                self._options.tuf_handler or function_path(TUF_FUNCTION),
+                tuf_environment(
+                    endpoint=endpoint, region=REGION, bucket=bucket, prefix=TUF_PREFIX
+                ),
+            )
+        )
+        self._tuf_pump = EventPump(
+            sqs,
+            handler,
+            queue_url=made.queue_url,
+            queue_arn=made.queue_arn,
+            region=REGION,
+            function_name="regseal-tuf",
+        )
+        self._tuf_pump.start()
+        self._tuf_schedule = Schedule(
+            handler,
+            interval=TUF_SCHEDULE_SECONDS,
+            rule="regseal-tuf-hourly",
+            function_name="regseal-tuf",
+            region=REGION,
+        )
+        self._tuf_schedule.start()
 
     def _wait_for_pump(self, pump: EventPump) -> None:
         waited = 0.0
@@ -264,17 +365,30 @@ class Stack:
                 return f"{process.name} (exit status {process.popen.returncode})"
         if self._pump is not None and not self._pump.is_alive():
             return "the event pump"
+        if self._tuf_pump is not None and not self._tuf_pump.is_alive():
+            return "the TUF function's event pump"
+        if self._tuf_schedule is not None and not self._tuf_schedule.is_alive():
+            return "the TUF function's schedule"
         return None
 
     def stop(self) -> None:
-        """Stop the pump, the registry, moto and the token service, and remove
-        the state file."""
+        """Stop the pumps, the registry, moto and the token service, and
+        remove the state file."""
         if self._state is not None:
             self._state_file.unlink(missing_ok=True)
             self._state = None
-        if self._pump is not None:
-            self._pump.stop()
-            self._pump = None
+        parts = [
+            part
+            for part in (self._pump, self._tuf_pump, self._tuf_schedule)
+            if part is not None
+        ]
+        # All at once: each may be in a long poll of up to a second.
+        for part in parts:
+            part.request_stop()
+        for part in parts:
+            part.stop()
+        self._pump = self._tuf_pump = None
+        self._tuf_schedule = None
         for process in (self._registry, self._moto):
             if process is not None:
                 process.stop()

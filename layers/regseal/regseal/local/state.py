@@ -2,7 +2,8 @@
 
 ``regseal local up --state FILE`` writes FILE once every part answers and
 removes it when the stack stops. It is one JSON object; the keys of
-:meth:`StackState.to_json` are the contract and only ever gain members.
+:meth:`StackState.to_json` are the contract and only ever gain members. The
+``tuf_*`` members are null for a stack started with ``--no-tuf``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ class StackState:
     registry_username: str = ""
     registry_password: str = ""
     """The registry account (dummies) when ``registry_auth`` is not ``none``."""
+    tuf_metadata_url: str | None = None
+    """TUF metadata over plain HTTP (moto's S3, anonymous); None without TUF."""
+    tuf_root: Path | None = None
+    """The trusted root.json to bootstrap TUF clients from; None without TUF."""
+    tuf_queue_url: str | None = None
+    """The TUF function's "targets changed" queue; None without TUF."""
+    tuf_dlq_url: str | None = None
+    """Its dead-letter queue; None without TUF."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +73,10 @@ class StackState:
             "registry_auth": self.registry_auth,
             "registry_username": self.registry_username,
             "registry_password": self.registry_password,
+            "tuf_metadata_url": self.tuf_metadata_url,
+            "tuf_root": None if self.tuf_root is None else str(self.tuf_root),
+            "tuf_queue_url": self.tuf_queue_url,
+            "tuf_dlq_url": self.tuf_dlq_url,
         }
 
     @classmethod
@@ -87,6 +100,10 @@ class StackState:
                 registry_auth=str(data.get("registry_auth", "none")),
                 registry_username=str(data.get("registry_username", "")),
                 registry_password=str(data.get("registry_password", "")),
+                tuf_metadata_url=_optional(data, "tuf_metadata_url"),
+                tuf_root=_optional_path(data, "tuf_root"),
+                tuf_queue_url=_optional(data, "tuf_queue_url"),
+                tuf_dlq_url=_optional(data, "tuf_dlq_url"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LocalStackError(
@@ -115,3 +132,13 @@ class StackState:
         partial = path.with_name(path.name + ".partial")
         partial.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         os.replace(partial, path)
+
+
+def _optional(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    return None if value is None else str(value)
+
+
+def _optional_path(data: dict[str, Any], name: str) -> Path | None:
+    value = _optional(data, name)
+    return None if value is None else Path(value)
