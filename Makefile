@@ -51,7 +51,7 @@ demo: setup
 	./scripts/demo.sh
 
 # Side-by-side measurements (docs/performance.md). Several minutes and about
-# 5 GiB of scratch data, deleted at the end; bench-quick is the smoke test.
+# 6 GiB of scratch data, deleted at the end; bench-quick is the smoke test.
 bench: setup
 	$(PY) -m benchmarks $(BENCH_ARGS)
 

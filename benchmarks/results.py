@@ -28,7 +28,8 @@ class Quantity:
 
     def __str__(self) -> str:
         if self.unit in {"requests", "calls", "layers", "bytes"}:
-            return f"{self.value:,.0f} {self.unit}"
+            unit = self.unit[:-1] if self.value == 1 else self.unit
+            return f"{self.value:,.0f} {unit}"
         if abs(self.value) >= 100:
             return f"{self.value:,.0f} {self.unit}"
         if abs(self.value) >= 10:

@@ -262,7 +262,8 @@ class MultipartUpload:
         self._lock = threading.Lock()
 
     def upload_part(self, number: int, data: bytes | bytearray | memoryview) -> None:
-        """Upload part ``number``; a bytearray is sent as it is, without a copy."""
+        """Upload part ``number``; a bytearray goes to botocore as it is, a
+        memoryview is copied to bytes first."""
         reply = self.store._call(
             "UploadPart",
             self.key,
