@@ -124,6 +124,7 @@ class StackOptions:
         if self.registry_auth is not None:
             return self.registry_auth
         return "htpasswd" if self.write_back == "api" else "none"
+
     tuf: bool = True
     tuf_handler: Path | None = None
 
@@ -304,6 +305,7 @@ class Stack:
                 root_certificate=issuer.write_certificate(self._workdir),
             )
         return None
+
     def _tuf_teams(self, policy: bytes) -> dict[str, tuple[str, ...]] | None:
         """The TUF globs of each policy team; None when TUF is off."""
         if not self._options.tuf:
