@@ -926,15 +926,20 @@ def test_rule_ignores_links_outside_the_registry_root(root: str, key: str) -> No
     assert not pattern_matches(rule_pattern(stack), object_created(key))
 
 
-def test_rule_ignores_other_buckets_and_deletions() -> None:
+def test_rule_takes_deletions_of_links_and_ignores_other_buckets() -> None:
+    # A deleted tag link reaches the seal function so that the tag's TUF
+    # target goes too; other detail types and buckets never do.
     pattern = rule_pattern(stack_for(DEMO))
     key = DEFAULT_ROOT + TAG_AND_REVISION_LINKS[0]
     deleted = object_created(key)
     deleted["detail-type"] = "Object Deleted"
+    restored = object_created(key)
+    restored["detail-type"] = "Object Restore Completed"
 
     assert pattern_matches(pattern, object_created(key))
+    assert pattern_matches(pattern, deleted)
+    assert not pattern_matches(pattern, restored)
     assert not pattern_matches(pattern, object_created(key, bucket="other-bucket"))
-    assert not pattern_matches(pattern, deleted)
 
 
 def test_rule_wildcards_are_valid_eventbridge_wildcards() -> None:
