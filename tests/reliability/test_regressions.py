@@ -252,3 +252,54 @@ def test_nondistributable_layer_pushed_with_its_content_is_sealed(rig):
     assert sealed["layers"][0]["mediaType"] == kind + "+encrypted"
     assert sealed["layers"][1] == doc["layers"][1]  # with urls: left as pushed
     assert rig.check(reg.store, finished=True).violations == ()
+
+
+def test_cosign_signature_and_buildkit_attestations_are_left_as_artifacts(rig):
+    # Found by the bad-input corpus: both use the OCI image config type, so
+    # they counted as images and their non-tar layers failed the seal with
+    # ManifestError: every cosign-signed repository and every BuildKit image
+    # with provenance (buildx's default) went to the dead-letter queue.
+    reg = rig.registry()
+    platform = reg.registry.push_image("team-a/app", None, [random_layer()])
+
+    def artifact(layer_type, tag=None):
+        data, _, _ = reg.registry.image_manifest(
+            "team-a/app", [b'{"payload": 1}'], layer_types=[layer_type]
+        )
+        return data, reg.registry.put_manifest("team-a/app", data, tag)
+
+    attestation_data, attestation = artifact("application/vnd.in-toto+json")
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": platform.digest.value,
+                "size": len(platform.data),
+                "platform": {"architecture": "amd64", "os": "linux"},
+            },
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": attestation.value,
+                "size": len(attestation_data),
+                "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
+                "platform": {"architecture": "unknown", "os": "unknown"},
+            },
+        ],
+    }
+    index = reg.registry.put_manifest("team-a/app", dumps(doc), "1")
+    _, signature = artifact(
+        "application/vnd.dev.cosign.simplesigning.v1+json", f"sha256-{index.hex}.sig"
+    )
+    sealer = rig.sealer(reg.store)
+
+    signed = sealer.handle(reg.tag_event("team-a/app", f"sha256-{index.hex}.sig"))
+    sealed = sealer.handle(reg.tag_event("team-a/app", "1"))
+
+    assert (signed.outcome, signed.reason) == (Outcome.SKIPPED, "not an image manifest")
+    assert signed.plaintext_digest == signature.value
+    assert sealed.outcome is Outcome.SEALED
+    sealed_index = reg.registry.manifest(Digest.parse(sealed.sealed_digest))
+    assert sealed_index["manifests"][1] == doc["manifests"][1]
+    assert rig.check(reg.store, finished=True).violations == ()

@@ -72,10 +72,6 @@ MAX_DEPTH = 8
 READ_WINDOW = 8 * 1024 * 1024
 
 _DOCKER_FOREIGN = "application/vnd.docker.image.rootfs.foreign."
-_FILESYSTEM_LAYER_PREFIXES = (
-    "application/vnd.oci.image.layer.",
-    "application/vnd.docker.image.rootfs.",
-)
 
 
 @dataclass(frozen=True)
@@ -217,7 +213,7 @@ def is_plaintext_layer(layer: mf.Descriptor) -> bool:
     has no encrypted form for them, so regseal leaves them as pushed.
     """
     return (
-        layer.media_type.startswith(_FILESYSTEM_LAYER_PREFIXES)
+        layer.media_type.startswith(mf.LAYER_TYPE_PREFIXES)
         and not layer.media_type.startswith(_DOCKER_FOREIGN)
         and not ocicrypt.is_encrypted_media_type(layer.media_type)
         and not layer.urls
