@@ -303,3 +303,51 @@ def test_cosign_signature_and_buildkit_attestations_are_left_as_artifacts(rig):
     sealed_index = reg.registry.manifest(Digest.parse(sealed.sealed_digest))
     assert sealed_index["manifests"][1] == doc["manifests"][1]
     assert rig.check(reg.store, finished=True).violations == ()
+
+
+def push_nested_index(reg, depth):
+    image = reg.registry.push_image("team-a/app", None, [random_layer()])
+    descriptor = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": image.digest.value,
+        "size": len(image.data),
+        "platform": {"architecture": "amd64", "os": "linux"},
+    }
+    for level in range(depth):
+        data = dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [descriptor],
+            }
+        )
+        tag = "1" if level == depth - 1 else None
+        digest = reg.registry.put_manifest("team-a/app", data, tag)
+        descriptor = {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest.value,
+            "size": len(data),
+        }
+
+
+@pytest.mark.parametrize("crash_at_delete", [None, 1, 2, 3, 4, 5])
+def test_nested_index_hides_every_level_even_after_a_crash(rig, crash_at_delete):
+    # Found by the bad-input corpus: hiding looked one level under the index,
+    # so the platform image of an index of an index stayed reachable.
+    reg = rig.registry()
+    push_nested_index(reg, depth=3)
+    event = reg.tag_event("team-a/app", "1")
+    if crash_at_delete is not None:
+        deletes = []
+
+        def nth_delete(what):
+            deletes.append(what.startswith("DeleteObject"))
+            return deletes[-1] and sum(deletes) == crash_at_delete
+
+        _, faulty = crash_on(rig, reg, nth_delete)
+        with pytest.raises(Crash):
+            faulty.handle(event)
+
+    rig.sealer(reg.store).handle(event)
+
+    assert rig.check(reg.store, finished=True).violations == ()
