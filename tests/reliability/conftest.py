@@ -141,7 +141,13 @@ class Rig:
         return sealer
 
     def check(
-        self, store: ObjectStore, *, finished: bool, kms: bool = False, fast=False
+        self,
+        store: ObjectStore,
+        *,
+        finished: bool,
+        kms: bool = False,
+        fast: bool = False,
+        repositories: tuple[str, ...] | list[str] = (),
     ) -> Report:
         """Check the invariants; ``fast`` opens layers with the EC key and KMS.
 
@@ -158,6 +164,7 @@ class Rig:
             keys=keys,
             finished=finished,
             sealable=lambda repository: policy.team_for(repository) is not None,
+            repositories=repositories,
         )
 
 
