@@ -15,13 +15,15 @@ from pathlib import Path
 
 import boto3
 
-from regseal.invariants import Keys, check_registry
+from regseal.errors import FormatError
+from regseal.invariants import ExtraCheck, Keys, check_registry, tuf_targets
 from regseal.jwe import load_private_key
 from regseal.kms import KmsWrapper
 from regseal.layout import RegistryLayout
 from regseal.policy import PolicySource
 from regseal.settings import Settings
 from regseal.storage import ObjectStore
+from regseal.verify import default_cache_dir
 from regseal.wiring import s3_client
 
 
@@ -56,6 +58,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="no seal is running: also check tags are sealed and plaintext hidden",
     )
     check.add_argument(
+        "--tuf-root",
+        type=Path,
+        metavar="FILE",
+        help="a trusted TUF root: also check every sealed tag is its TUF target",
+    )
+    check.add_argument(
+        "--tuf-metadata",
+        metavar="URL",
+        help="where the TUF metadata is (s3://BUCKET/PREFIX/ or https://...)",
+    )
+    check.add_argument(
         "--repository",
         action="append",
         default=[],
@@ -74,11 +87,24 @@ def _check(args: argparse.Namespace) -> int:
         ],
         kms=KmsWrapper(boto3.client("kms")) if args.kms else None,
     )
-    policy = PolicySource(settings.policy_location).get() if args.finished else None
+    needs_policy = args.finished or args.tuf_root is not None
+    policy = PolicySource(settings.policy_location).get() if needs_policy else None
 
     def sealable(repository: str) -> bool:
         return policy is None or policy.team_for(repository) is not None
 
+    extra: list[ExtraCheck] = []
+    if args.tuf_root is not None:
+        if not args.tuf_metadata:
+            raise FormatError("--tuf-root: expected --tuf-metadata URL as well")
+        extra.append(
+            tuf_targets(
+                args.tuf_root.read_bytes(),
+                args.tuf_metadata,
+                default_cache_dir(args.tuf_metadata),
+                sealable=sealable,
+            )
+        )
     report = check_registry(
         ObjectStore(s3_client(), settings.bucket),
         RegistryLayout(settings.registry_root),
@@ -86,6 +112,7 @@ def _check(args: argparse.Namespace) -> int:
         finished=args.finished,
         sealable=sealable,
         repositories=args.repository,
+        extra_checks=extra,
     )
     for violation in report.violations:
         print(violation)
