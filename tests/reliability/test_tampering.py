@@ -6,8 +6,9 @@ layers) and the layer is opened the way regseal decrypts: unwrap (JWE or
 KMS), parse the options, ``ocicrypt.decrypt_layer``. The authentication
 pass must fail before the first plaintext byte is handed out.
 
-OPENERS lists the decrypting front ends; the ocicrypt keyprovider
-(issue 3) joins it when it exists.
+OPENERS lists the ways regseal unwraps a layer key: plain JWE and KMS
+unwrapping, the ocicrypt keyprovider's keyunwrap (what skopeo, podman and
+CRI-O call) and LayerKeys (what ``regseal decrypt`` uses).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from regseal import jwe, ocicrypt
+from regseal import jwe, keyprovider, ocicrypt
 from regseal.digest import Digest
 from regseal.errors import IntegrityError, KeyWrapError, OcicryptError
 from regseal.kms import ANNOTATION_KMS, KmsPacket
+from regseal.layerkeys import LayerKeys
 from tests.support.registry import random_layer
 
 WINDOW = 4096
@@ -60,7 +62,32 @@ def unwrap_kms(rig, descriptor):
     return rig.kms.unwrap(descriptor["annotations"][ANNOTATION_KMS])
 
 
-OPENERS = {"jwe": unwrap_jwe, "kms": unwrap_kms}
+def unwrap_keyprovider(rig, descriptor):
+    packet = base64.b64decode(descriptor["annotations"][ANNOTATION_KMS])
+    request = json.dumps(
+        {
+            "op": "keyunwrap",
+            "keyunwrapparams": {"annotation": base64.b64encode(packet).decode()},
+        }
+    ).encode()
+    answer = keyprovider.handle(
+        request, keyprovider.AllowList(), lambda _region: rig.kms._client, {}
+    )
+    return bytes(json.loads(answer)["keyunwrapresults"]["optsdata"])
+
+
+def unwrap_layerkeys(rig, descriptor):
+    _public, wrapped = ocicrypt.parse_layer_annotations(descriptor["annotations"])
+    keys = LayerKeys(rig.jwe_keys, kms=lambda _region: rig.kms)
+    return keys.unwrap(wrapped, "layer", repository="team-a/app").to_json()
+
+
+OPENERS = {
+    "jwe": unwrap_jwe,
+    "kms": unwrap_kms,
+    "keyprovider": unwrap_keyprovider,
+    "decrypt": unwrap_layerkeys,
+}
 
 
 def open_layer(rig, opener, descriptor, ciphertext, *, enforce=True, private=None):
@@ -317,21 +344,26 @@ def with_kms_packet(descriptor, **changes):
     return changed
 
 
-def test_changed_kms_wrapped_key_is_refused(rig, sealed):
+KMS_OPENERS = ("kms", "keyprovider")
+
+
+@pytest.mark.parametrize("opener", KMS_OPENERS)
+def test_changed_kms_wrapped_key_is_refused(rig, sealed, opener):
     layer = sealed[0]
     packet = KmsPacket.from_item(layer.descriptor["annotations"][ANNOTATION_KMS])
     changed = with_kms_packet(
         layer.descriptor, wrapped_data=flip(packet.wrapped_data, 40)
     )
-    assert_refused(*open_layer(rig, "kms", changed, layer.ciphertext))
+    assert_refused(*open_layer(rig, opener, changed, layer.ciphertext))
 
 
-def test_kms_key_moved_to_another_repository_context_is_refused(rig, sealed):
+@pytest.mark.parametrize("opener", KMS_OPENERS)
+def test_kms_key_moved_to_another_repository_context_is_refused(rig, sealed, opener):
     layer = sealed[0]
     packet = KmsPacket.from_item(layer.descriptor["annotations"][ANNOTATION_KMS])
     context = {**packet.encryption_context, "repository": "team-b/app"}
     changed = with_kms_packet(layer.descriptor, encryption_context=context)
-    assert_refused(*open_layer(rig, "kms", changed, layer.ciphertext))
+    assert_refused(*open_layer(rig, opener, changed, layer.ciphertext))
 
 
 @pytest.mark.parametrize("opener", OPENERS)
