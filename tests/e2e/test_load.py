@@ -1,19 +1,17 @@
 """Load on the local stack: 50 images pushed at once by several skopeo processes.
 
-The stack runs the real seal function (functions/seal/app.py) behind the
-event pump. Every image must end sealed, decryptable with the stack's JWE
-key, with nothing lost, no plaintext reachable and nothing in the
-dead-letter queue; the test prints how long pushing and sealing took.
+The test starts a stack of its own (tests/e2e/conftest.py), which runs the
+real seal function (functions/seal/app.py) behind the event pump. Every
+image must end sealed, decryptable with the stack's JWE key, with nothing
+lost, no plaintext reachable and nothing in the dead-letter queue; the test
+prints how long pushing and sealing took.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,10 +23,8 @@ from regseal.digest import Digest
 from regseal.invariants import Keys, check_registry
 from regseal.jwe import load_private_key
 from regseal.layout import RegistryLayout, decode_link
-from regseal.local.state import StackState
 from regseal.manifest import ANNOTATION_PLAINTEXT
 from regseal.storage import ObjectStore
-from tests.e2e.conftest import START_TIMEOUT, STOP_TIMEOUT, process_exists
 from tests.support.ocilayout import tar_layer, write_image_layout
 
 pytestmark = pytest.mark.e2e
@@ -37,48 +33,6 @@ IMAGES = 50
 PUSHERS = 5  # skopeo processes at a time
 REPOSITORIES = 10
 SEAL_TIMEOUT = 300.0
-
-
-@contextlib.contextmanager
-def sealing_stack(directory: Path):
-    """``regseal local up`` with the real seal function; stopped by PID after."""
-    directory.mkdir(parents=True, exist_ok=True)
-    state_file = directory / "state.json"
-    output = directory / "stack.out"
-    with output.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "regseal",
-                "local",
-                "up",
-                "--state",
-                str(state_file),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    state = None
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not state_file.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the stack did not start:\n{output.read_text()}")
-            time.sleep(0.1)
-        state = StackState.load(state_file)
-        yield state, output
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for pid in state.pids.values() if state else []:
-            if pid != process.pid and process_exists(pid):
-                os.kill(pid, signal.SIGKILL)
 
 
 def client(state, service):
@@ -128,7 +82,7 @@ def queue_counts(sqs, url) -> int:
     return sum(int(v) for v in attributes.values())
 
 
-def test_fifty_images_pushed_at_once_are_all_sealed(tmp_path):
+def test_fifty_images_pushed_at_once_are_all_sealed(tmp_path, start_stack):
     layouts = []
     for i in range(IMAGES):
         layers = [
@@ -138,7 +92,9 @@ def test_fifty_images_pushed_at_once_are_all_sealed(tmp_path):
         image = write_image_layout(tmp_path / f"image-{i}", layers)
         layouts.append((image, f"load/app-{i % REPOSITORIES}", f"v{i // REPOSITORIES}"))
 
-    with sealing_stack(tmp_path / "stack") as (state, output):
+    (tmp_path / "stack").mkdir()
+    with start_stack(tmp_path / "stack") as stack:
+        state, output = stack.state, stack.output
         started = time.monotonic()
         with ThreadPoolExecutor(PUSHERS) as pool:
             pushed = list(
