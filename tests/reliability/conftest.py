@@ -37,8 +37,7 @@ _S3_WRITE_LOCK = threading.RLock()
 _MUTATIONS = ("put_object", "copy_object", "delete_object", "_key_response_post")
 
 
-@pytest.fixture
-def atomic_moto(monkeypatch):
+def _atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make each mutating moto S3 request atomic, as S3 makes it."""
     for name in _MUTATIONS:
         original = getattr(S3Response, name)
@@ -50,14 +49,17 @@ def atomic_moto(monkeypatch):
         monkeypatch.setattr(S3Response, name, locked)
 
 
-@pytest.fixture
-def aws(monkeypatch, atomic_moto):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield
+@pytest.fixture(scope="module")
+def aws():
+    """moto for a whole module: each test works in buckets of its own."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+        _atomic_moto(monkeypatch)
+        with mock_aws():
+            yield
 
 
 def policy_document(rsa_public: bytes, ec_public: bytes) -> dict:
@@ -139,7 +141,13 @@ class Rig:
         return sealer
 
     def check(
-        self, store: ObjectStore, *, finished: bool, kms: bool = False, fast=False
+        self,
+        store: ObjectStore,
+        *,
+        finished: bool,
+        kms: bool = False,
+        fast: bool = False,
+        repositories: tuple[str, ...] | list[str] = (),
     ) -> Report:
         """Check the invariants; ``fast`` opens layers with the EC key and KMS.
 
@@ -156,10 +164,11 @@ class Rig:
             keys=keys,
             finished=finished,
             sealable=lambda repository: policy.team_for(repository) is not None,
+            repositories=repositories,
         )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def rig(aws, rsa_keypair, ec_keypair) -> Rig:
     s3 = boto3.client("s3", region_name=REGION)
     kms_client = boto3.client("kms", region_name=REGION)

@@ -252,3 +252,102 @@ def test_nondistributable_layer_pushed_with_its_content_is_sealed(rig):
     assert sealed["layers"][0]["mediaType"] == kind + "+encrypted"
     assert sealed["layers"][1] == doc["layers"][1]  # with urls: left as pushed
     assert rig.check(reg.store, finished=True).violations == ()
+
+
+def test_cosign_signature_and_buildkit_attestations_are_left_as_artifacts(rig):
+    # Found by the bad-input corpus: both use the OCI image config type, so
+    # they counted as images and their non-tar layers failed the seal with
+    # ManifestError: every cosign-signed repository and every BuildKit image
+    # with provenance (buildx's default) went to the dead-letter queue.
+    reg = rig.registry()
+    platform = reg.registry.push_image("team-a/app", None, [random_layer()])
+
+    def artifact(layer_type, tag=None):
+        data, _, _ = reg.registry.image_manifest(
+            "team-a/app", [b'{"payload": 1}'], layer_types=[layer_type]
+        )
+        return data, reg.registry.put_manifest("team-a/app", data, tag)
+
+    attestation_data, attestation = artifact("application/vnd.in-toto+json")
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": platform.digest.value,
+                "size": len(platform.data),
+                "platform": {"architecture": "amd64", "os": "linux"},
+            },
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": attestation.value,
+                "size": len(attestation_data),
+                "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
+                "platform": {"architecture": "unknown", "os": "unknown"},
+            },
+        ],
+    }
+    index = reg.registry.put_manifest("team-a/app", dumps(doc), "1")
+    _, signature = artifact(
+        "application/vnd.dev.cosign.simplesigning.v1+json", f"sha256-{index.hex}.sig"
+    )
+    sealer = rig.sealer(reg.store)
+
+    signed = sealer.handle(reg.tag_event("team-a/app", f"sha256-{index.hex}.sig"))
+    sealed = sealer.handle(reg.tag_event("team-a/app", "1"))
+
+    assert (signed.outcome, signed.reason) == (Outcome.SKIPPED, "not an image manifest")
+    assert signed.plaintext_digest == signature.value
+    assert sealed.outcome is Outcome.SEALED
+    sealed_index = reg.registry.manifest(Digest.parse(sealed.sealed_digest))
+    assert sealed_index["manifests"][1] == doc["manifests"][1]
+    assert rig.check(reg.store, finished=True).violations == ()
+
+
+def push_nested_index(reg, depth):
+    image = reg.registry.push_image("team-a/app", None, [random_layer()])
+    descriptor = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": image.digest.value,
+        "size": len(image.data),
+        "platform": {"architecture": "amd64", "os": "linux"},
+    }
+    for level in range(depth):
+        data = dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [descriptor],
+            }
+        )
+        tag = "1" if level == depth - 1 else None
+        digest = reg.registry.put_manifest("team-a/app", data, tag)
+        descriptor = {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest.value,
+            "size": len(data),
+        }
+
+
+@pytest.mark.parametrize("crash_at_delete", [None, 1, 2, 3, 4, 5])
+def test_nested_index_hides_every_level_even_after_a_crash(rig, crash_at_delete):
+    # Found by the bad-input corpus: hiding looked one level under the index,
+    # so the platform image of an index of an index stayed reachable.
+    reg = rig.registry()
+    push_nested_index(reg, depth=3)
+    event = reg.tag_event("team-a/app", "1")
+    if crash_at_delete is not None:
+        deletes = []
+
+        def nth_delete(what):
+            deletes.append(what.startswith("DeleteObject"))
+            return deletes[-1] and sum(deletes) == crash_at_delete
+
+        _, faulty = crash_on(rig, reg, nth_delete)
+        with pytest.raises(Crash):
+            faulty.handle(event)
+
+    rig.sealer(reg.store).handle(event)
+
+    assert rig.check(reg.store, finished=True).violations == ()

@@ -176,3 +176,28 @@ def tag_move(repository: str, tag: str) -> Callable[[str], bool]:
     """Matches the write of a tag's ``current/link``."""
     suffix = f"/{repository}/_manifests/tags/{tag}/current/link"
     return lambda what: what.startswith("PutObject") and what.endswith(suffix)
+
+
+def faulty_metadata_store(store: Any, plan: FaultPlan) -> Any:
+    """A TUF MetadataStore on the same client and location that fails as ``plan`` says.
+
+    Its S3 writes (``put_object``, ``delete_object``) are writes of the seal
+    like any other: the team role a seal signs, for instance.
+    """
+    from regseal.tuf.store import MetadataStore
+
+    class FaultyMetadataStore(MetadataStore):
+        def _call(self, operation: str, name: str, **kwargs: Any) -> Any:
+            plan.check_alive()
+            if operation not in {"put_object", "delete_object", "copy_object"}:
+                return super()._call(operation, name, **kwargs)
+            what = f"TUF {operation} {name}"
+            if not plan.next_write(what):
+                return super()._call(operation, name, **kwargs)
+            if plan.mode == "error":
+                raise StorageError(f"{name}: injected TUF {operation} fault")
+            if plan.mode == "kill-after":
+                super()._call(operation, name, **kwargs)
+            plan.die(what)
+
+    return FaultyMetadataStore(store.client, store.location)

@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from regseal import __version__, decrypt_cli, policy_cli, seal_cli
+from regseal import __version__, decrypt_cli, invariants_cli, policy_cli, seal_cli
 from regseal.errors import RegsealError
 from regseal.local import cli as local_cli
 from regseal.tuf import cli as tuf_cli
@@ -26,6 +26,7 @@ COMMAND_GROUPS: tuple[
     policy_cli.register,
     decrypt_cli.register,
     tuf_cli.add_parser,
+    invariants_cli.register,
 )
 
 

@@ -28,11 +28,14 @@ no ``urls`` (so its content is in the registry). Manifests that are not
 images (signatures, attestations, charts, other artifacts) carry no plaintext
 layers by that rule.
 
-TUF targets are checked by callables given as ``extra_checks``, which see the
-same :class:`RegistryView`; the TUF metadata check plugs in there.
+Further checks are callables given as ``extra_checks``, which see the same
+:class:`RegistryView`. :func:`tuf_targets` is one: ``tuf-target`` holds when
+python-tuf's reference client, from a trusted root, finds every sealed tag as
+a target with exactly the length and sha256 of the manifest the tag points at.
 
-Public API: :func:`check_registry`, :class:`Keys`, :class:`Report`,
-:class:`Violation`, :class:`RegistryView`, the invariant names.
+Public API: :func:`check_registry`, :func:`tuf_targets`, :class:`Keys`,
+:class:`Report`, :class:`Violation`, :class:`RegistryView`, the invariant
+names.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from regseal import jwe, ocicrypt
@@ -66,16 +70,13 @@ MANIFEST_COMPLETE = "manifest-complete"
 SEALED_DECRYPTS = "sealed-decrypts"
 TAG_SEALED = "tag-sealed"
 PLAINTEXT_HIDDEN = "plaintext-hidden"
+TUF_TARGET = "tuf-target"
 
 # Deeper nesting than this is reported rather than followed.
 MAX_DEPTH = 8
 READ_WINDOW = 8 * 1024 * 1024
 
 _DOCKER_FOREIGN = "application/vnd.docker.image.rootfs.foreign."
-_FILESYSTEM_LAYER_PREFIXES = (
-    "application/vnd.oci.image.layer.",
-    "application/vnd.docker.image.rootfs.",
-)
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,83 @@ class RegistryView:
 ExtraCheck = Callable[[RegistryView], Sequence[Violation]]
 
 
+def tuf_targets(
+    root: bytes,
+    metadata_url: str,
+    cache_dir: Path,
+    *,
+    sealable: Callable[[str], bool] = lambda _repository: True,
+    fetcher: Any = None,
+) -> ExtraCheck:
+    """The ``tuf-target`` check, for ``extra_checks``.
+
+    Args:
+        root: the trusted root metadata (JSON bytes).
+        metadata_url: where the metadata is (``s3://bucket/prefix/`` or http).
+        cache_dir: the client's trusted-metadata directory.
+        sealable: which repositories the policy claims (others have no
+            targets).
+        fetcher: how to download (default: S3 for ``s3://`` URLs).
+    """
+
+    def check(view: RegistryView) -> list[Violation]:
+        from tuf.api import exceptions as tuf_errors
+        from tuf.ngclient import Updater
+
+        from regseal.tuf.fetcher import S3Fetcher
+        from regseal.tuf.targets import target_path
+
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            updater = Updater(
+                metadata_dir=str(cache_dir),
+                metadata_base_url=metadata_url,
+                fetcher=fetcher
+                or (S3Fetcher() if metadata_url.startswith("s3://") else None),
+                bootstrap=root,
+            )
+            updater.refresh()
+        except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
+            return [Violation(TUF_TARGET, metadata_url, f"metadata not trusted: {exc}")]
+        violations = []
+        for repo in sorted(view.repositories.values(), key=lambda r: r.name):
+            if not sealable(repo.name):
+                continue
+            for tag, key in sorted(repo.tags.items()):
+                where = f"{repo.name}:{tag}"
+                try:
+                    digest = decode_link(view.store.get(key).data, key)
+                    data = view.store.get(view.layout.blob_data(digest)).data
+                except (NotFoundError, FormatError):
+                    continue  # tag-resolves reports it
+                parsed = view.manifest(digest)
+                if parsed is None or not is_sealed(parsed):
+                    continue  # only sealed tags are targets
+                try:
+                    target = updater.get_targetinfo(target_path(repo.name, tag))
+                except tuf_errors.RepositoryError as exc:
+                    violations.append(Violation(TUF_TARGET, where, str(exc)))
+                    continue
+                if target is None:
+                    violations.append(Violation(TUF_TARGET, where, "no TUF target"))
+                elif (target.length, target.hashes.get("sha256")) != (
+                    len(data),
+                    digest.hex,
+                ):
+                    violations.append(
+                        Violation(
+                            TUF_TARGET,
+                            where,
+                            f"target is sha256:{target.hashes.get('sha256')} "
+                            f"({target.length} bytes), the tag {digest} "
+                            f"({len(data)} bytes)",
+                        )
+                    )
+        return violations
+
+    return check
+
+
 def is_plaintext_layer(layer: mf.Descriptor) -> bool:
     """A filesystem layer whose content the registry holds unencrypted.
 
@@ -217,7 +295,7 @@ def is_plaintext_layer(layer: mf.Descriptor) -> bool:
     has no encrypted form for them, so regseal leaves them as pushed.
     """
     return (
-        layer.media_type.startswith(_FILESYSTEM_LAYER_PREFIXES)
+        layer.media_type.startswith(mf.LAYER_TYPE_PREFIXES)
         and not layer.media_type.startswith(_DOCKER_FOREIGN)
         and not ocicrypt.is_encrypted_media_type(layer.media_type)
         and not layer.urls

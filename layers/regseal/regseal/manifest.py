@@ -31,6 +31,12 @@ DOCKER_SCHEMA1 = (
 )
 
 IMAGE_CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
+# Every filesystem layer type (plain, compressed, foreign, non-distributable,
+# encrypted) starts with one of these.
+LAYER_TYPE_PREFIXES = (
+    "application/vnd.oci.image.layer.",
+    "application/vnd.docker.image.rootfs.",
+)
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 
@@ -95,10 +101,22 @@ class ImageManifest:
 
     @property
     def is_image(self) -> bool:
-        """True for runnable images; False for artifacts (signatures, charts)."""
+        """True for runnable images; False for artifacts (signatures, charts).
+
+        Some artifacts borrow the image config type: cosign's signature
+        manifests (simplesigning layers) and BuildKit's attestation manifests
+        (in-toto layers). Layers none of which is a filesystem layer mark
+        them as artifacts.
+        """
         return (
             self.config.media_type in IMAGE_CONFIG_TYPES
             and "artifactType" not in self.raw
+            and (
+                not self.layers
+                or any(
+                    x.media_type.startswith(LAYER_TYPE_PREFIXES) for x in self.layers
+                )
+            )
         )
 
 

@@ -722,12 +722,7 @@ class Sealer:
         tag_index = self.tag_index(repository)
         candidates = {plaintext.digest}
         if isinstance(plaintext, mf.ImageIndex):
-            candidates.update(
-                child.digest
-                for child in plaintext.manifests
-                if child.media_type in mf.MANIFEST_TYPES | mf.INDEX_TYPES
-                and self._sealed_record(repository, child.digest) is not None
-            )
+            candidates |= self._sealed_descendants(repository, plaintext)
         tagged = self.still_tagged(repository, candidates, tag_index)
         if plaintext.digest in tagged:
             logger.debug(
@@ -760,6 +755,36 @@ class Sealer:
             self.writer.unlink_manifest(
                 repository, digest, sorted(tag_index.get(digest, ()))
             )
+
+    def _sealed_descendants(
+        self, repository: str, index: mf.ImageIndex, depth: int = 0
+    ) -> set[Digest]:
+        """The manifests under an index (at any depth) that were sealed.
+
+        Nested indexes are read from their blobs, not through revision links,
+        so that a retry after a crash mid-hiding still finds the whole tree.
+        """
+        found: set[Digest] = set()
+        for child in index.manifests:
+            if (
+                child.media_type not in mf.MANIFEST_TYPES | mf.INDEX_TYPES
+                or self._sealed_record(repository, child.digest) is None
+            ):
+                continue
+            found.add(child.digest)
+            if child.media_type in mf.INDEX_TYPES and depth + 1 < MAX_INDEX_DEPTH:
+                nested = self._blob_manifest(child.digest)
+                if isinstance(nested, mf.ImageIndex):
+                    found |= self._sealed_descendants(repository, nested, depth + 1)
+        return found
+
+    def _blob_manifest(self, digest: Digest) -> mf.ImageManifest | mf.ImageIndex | None:
+        key = self.layout.blob_data(digest)
+        try:
+            data = self.store.get(key).data
+            return mf.parse(data, key) if Digest.of(data) == digest else None
+        except (NotFoundError, ManifestError):
+            return None
 
     def _hide_sealed_sources(
         self, repository: str, sealed: mf.ImageManifest | mf.ImageIndex

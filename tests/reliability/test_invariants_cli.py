@@ -1,0 +1,41 @@
+"""``regseal check`` runs the invariant checker for operators."""
+
+from __future__ import annotations
+
+import json
+
+from regseal.cli import main
+from tests.support.registry import random_layer
+
+
+def test_check_of_a_sealed_bucket_passes_and_of_a_broken_one_lists_it(
+    rig, rsa_keypair, tmp_path, monkeypatch, capsys
+):
+    reg = rig.registry()
+    reg.registry.push_image("team-a/app", "1", [random_layer()])
+    rig.sealer(reg.store).handle(reg.tag_event("team-a/app", "1"))
+    reg.registry.push_image("team-a/new", "1", [random_layer()])  # not sealed yet
+    key = tmp_path / "key.pem"
+    key.write_bytes(rsa_keypair.private_pem)
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(rig.policy))
+    monkeypatch.setenv("REGSEAL_BUCKET", reg.bucket)
+    monkeypatch.setenv("REGSEAL_POLICY", f"file:{policy}")
+
+    mid_way = main(["check", "--jwe-key", str(key), "--kms"])
+    mid_way_out = capsys.readouterr()
+    finished = main(["check", "--jwe-key", str(key), "--finished"])
+    finished_out = capsys.readouterr()
+    only_app = main(["check", "--finished", "--repository", "team-a/app"])
+
+    assert mid_way == 0
+    assert mid_way_out.out == ""
+    assert "2 repositories, 2 tags, 2 revisions, 1 sealed layers opened" in (
+        mid_way_out.err
+    )
+    assert finished == 1
+    assert finished_out.out.splitlines() == [
+        "[tag-sealed] team-a/new:1: points at "
+        f"{reg.registry.tag_digest('team-a/new', '1')}, which leads to plaintext layers"
+    ]
+    assert only_app == 0
