@@ -46,6 +46,11 @@ def test_seal_then_status_then_rewrap(stack, cli_env, capsys):
     assert main(["rewrap", "team-a/app:1", "--dry-run"]) == 0
     assert "already wrapped for the current keys" in capsys.readouterr().out
 
+    before = stack.registry.tag_digest("team-a/app", "1")
+    assert main(["seal", "team-a/app:1", "--rekey"]) == 0
+    assert "team-a/app:1: sealed: re-keyed" in capsys.readouterr().out
+    assert stack.registry.tag_digest("team-a/app", "1") != before
+
 
 def test_seal_needs_a_selection(cli_env, capsys):
     assert main(["seal"]) == 2

@@ -10,7 +10,8 @@ manifest is unlinked so that it cannot be pulled by digest.
 
 NOTE: re-wrapping revokes nothing from a recipient who already read a layer
 key: the key itself is unchanged. A removed recipient loses access only to
-images re-sealed with fresh keys (``regseal seal --rekey``).
+images re-keyed with fresh keys: ``Rewrapper(..., rekey=True)`` (``regseal
+seal --rekey``) re-encrypts every layer (see :mod:`regseal.rekey`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from regseal.errors import ManifestError, NotFoundError
 from regseal.layerkeys import LayerKeys
 from regseal.layout import decode_link
 from regseal.policy import Policy, Team
+from regseal.rekey import reencrypt_layer, rekeyed_descriptor
 from regseal.seal import (
     Outcome,
     SealedManifest,
@@ -55,9 +57,10 @@ class Rewrapper:
         keys: opens the existing layer keys.
     """
 
-    def __init__(self, sealer: Sealer, keys: LayerKeys) -> None:
+    def __init__(self, sealer: Sealer, keys: LayerKeys, *, rekey: bool = False) -> None:
         self.sealer = sealer
         self.keys = keys
+        self.rekey = rekey
 
     def rewrap_tag(
         self, repository: str, tag: str, *, force: bool = False, dry_run: bool = False
@@ -78,7 +81,7 @@ class Rewrapper:
         team = policy.team_for(repository)
         if team is None:
             return replace(base, reason="no team claims the repository")
-        if not force and sealed_for(parsed.annotations, team):
+        if not force and not self.rekey and sealed_for(parsed.annotations, team):
             return replace(base, reason="already wrapped for the current keys")
         if dry_run:
             return replace(base, outcome=Outcome.PENDING, reason=f"team {team.name}")
@@ -105,7 +108,7 @@ class Rewrapper:
         result = replace(
             base,
             outcome=Outcome.SEALED,
-            reason="re-wrapped",
+            reason="re-keyed" if self.rekey else "re-wrapped",
             plaintext_digest=parsed.annotations[mf.ANNOTATION_PLAINTEXT],
             sealed_digest=rewrapped.digest.value,
         )
@@ -162,6 +165,21 @@ class Rewrapper:
         options = self.keys.unwrap(
             wrapped, f"layer {layer.digest} of {repository}", repository
         )
+        if self.rekey:
+            sealer = self.sealer
+            encrypted, fresh = reencrypt_layer(
+                sealer.store,
+                sealer.layout,
+                repository,
+                layer,
+                options,
+                f"{sealer.settings.state_prefix}staging/",
+                sealer.settings.part_size,
+            )
+            keys = sealer.wrap_layer_keys(repository, fresh, team)
+            rekeyed = rekeyed_descriptor(layer, encrypted, keys)
+            plan.layers.append((Digest.parse(str(fresh.digest)), rekeyed))
+            return rekeyed
         annotations = {
             k: v
             for k, v in layer.annotations.items()
@@ -180,7 +198,22 @@ class Rewrapper:
             digests.update(c.digest for c in old.manifests)
         tag_index = sealer.tag_index(repository)
         still = sealer.still_tagged(repository, digests, tag_index)
-        for digest in sorted(digests - still):
+        retired = sorted(digests - still)
+        old_layers: set[Digest] = set()
+        for digest in retired:
+            manifest = (
+                old
+                if digest == old.digest
+                else sealer.load_manifest(repository, digest)
+            )
+            if self.rekey and isinstance(manifest, mf.ImageManifest):
+                old_layers.update(layer.digest for layer in manifest.layers)
             sealer.writer.unlink_manifest(
                 repository, digest, sorted(tag_index.get(digest, ()))
             )
+        if old_layers:
+            # Re-keyed: the old ciphertext opens with the old keys, which a
+            # removed recipient may hold; unlink what nothing else uses.
+            in_use = set().union(*sealer._repository_references(repository).values())
+            for digest in sorted(old_layers - in_use):
+                sealer.writer.unlink_layer(repository, digest)

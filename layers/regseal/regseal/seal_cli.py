@@ -50,6 +50,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="JSON-lines progress file; an existing one resumes the run",
     )
     seal.add_argument("--json", action="store_true", help="print the summary as JSON")
+    seal.add_argument(
+        "--rekey",
+        action="store_true",
+        help="re-encrypt already sealed images with fresh layer keys (the remedy "
+        "after removing a recipient); opens the old keys with KMS or --key",
+    )
+    seal.add_argument(
+        "--key",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --rekey: a JWE private key (PEM) to open layer keys with",
+    )
     _bucket_options(seal)
     seal.set_defaults(run=run_seal)
 
@@ -113,6 +126,8 @@ def run_seal(args: argparse.Namespace) -> int:
     if not args.selection and not args.all:
         print("regseal seal: give REPO[:TAG], a glob, or --all", file=sys.stderr)
         return 2
+    if args.rekey:
+        return _rewrap_all(args, rekey=True)
     sealer = _sealer(args)
     inventories = scan(sealer.store, sealer.layout, Selection.parse(args.selection))
     checkpoint = backfill.Checkpoint(args.checkpoint) if args.checkpoint else None
@@ -163,13 +178,17 @@ def run_rewrap(args: argparse.Namespace) -> int:
     if not args.selection and not args.all:
         print("regseal rewrap: give REPO[:TAG], a glob, or --all", file=sys.stderr)
         return 2
+    return _rewrap_all(args, rekey=False)
+
+
+def _rewrap_all(args: argparse.Namespace, *, rekey: bool) -> int:
     sealer = _sealer(args)
     private_keys = [
         jwe.load_private_key(path.read_bytes(), source=str(path)) for path in args.key
     ]
-    kms = None if args.no_kms else (lambda _region: sealer.kms)
+    kms = None if getattr(args, "no_kms", False) else (lambda _region: sealer.kms)
     keys = LayerKeys(private_keys, kms)
-    rewrapper = Rewrapper(sealer, keys)
+    rewrapper = Rewrapper(sealer, keys, rekey=rekey)
     inventories = scan(sealer.store, sealer.layout, Selection.parse(args.selection))
     failed = 0
     for inventory in inventories:
@@ -177,7 +196,10 @@ def run_rewrap(args: argparse.Namespace) -> int:
             name = f"{inventory.name}:{tag}"
             try:
                 result = rewrapper.rewrap_tag(
-                    inventory.name, tag, force=args.force, dry_run=args.dry_run
+                    inventory.name,
+                    tag,
+                    force=getattr(args, "force", False),
+                    dry_run=args.dry_run,
                 )
             except RegsealError as exc:
                 failed += 1
