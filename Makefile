@@ -20,7 +20,8 @@ LAYER_TARGET_FLAGS := --platform $(LAYER_PLATFORM) --python-version $(LAYER_PYTH
 	--implementation cp --no-compile
 endif
 
-.PHONY: setup test unit lint typecheck demo bench clean layer layer-lock bench-tuf bench-quick
+.PHONY: setup test unit lint typecheck reliability demo bench clean layer layer-lock \
+	bench-tuf bench-quick
 
 setup:
 	./scripts/bootstrap.sh
@@ -46,6 +47,12 @@ unit: setup
 
 test: setup lint typecheck
 	$(VENV)/bin/pytest
+
+# The reliability suites (crashes, races, bad input, tampering, leaks, load on
+# the local stack); rewrites the table in docs/reliability.md.
+reliability: setup
+	$(PY) -m pytest -p tests.support.reliability_report \
+		--reliability-report docs/reliability.md tests/reliability tests/e2e/test_load.py
 
 demo: setup
 	./scripts/demo.sh
