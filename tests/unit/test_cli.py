@@ -53,3 +53,16 @@ def test_regseal_errors_become_a_message_and_status_1(tmp_path, capsys):
         capsys.readouterr().err
     )
     assert not (tmp_path / "state.json").exists()
+
+
+def test_most_verbose_logging_keeps_botocore_bodies_out():
+    import logging
+
+    from regseal.cli import _configure_logging
+
+    _configure_logging(2)
+
+    assert logging.getLogger("regseal").getEffectiveLevel() == logging.DEBUG
+    # botocore's DEBUG lines carry KMS plaintext: they must never be emitted.
+    for name in ("botocore", "botocore.endpoint", "botocore.parsers", "urllib3"):
+        assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name

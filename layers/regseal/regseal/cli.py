@@ -68,3 +68,7 @@ def _configure_logging(verbosity: int) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("regseal").setLevel(logging.DEBUG if verbosity else logging.INFO)
+    # botocore at DEBUG logs request and response bodies: KMS Encrypt
+    # plaintext and Decrypt results (layer keys) among them. Never below INFO.
+    for name in ("botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.root.level))
