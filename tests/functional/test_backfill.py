@@ -113,6 +113,7 @@ def test_status_reports_sealed_plaintext_and_current_keys(stack):
 
     assert rows["plain"].state == "plaintext"
     assert rows["plain"].digest == plain.digest.value
+    assert rows["plain"].plaintext_reachable is True
     sealed = rows["sealed"]
     assert (sealed.state, sealed.team, sealed.current) == ("sealed", "team-a", True)
     assert sealed.recipients == ("rsa", "ec")

@@ -60,3 +60,14 @@ def test_seal_needs_a_selection(cli_env, capsys):
 def test_bad_selection_is_a_clear_error(cli_env, capsys):
     assert main(["status", "Team-A/App"]) == 1
     assert "expected a repository name" in capsys.readouterr().err
+
+
+def test_status_of_a_missing_tag_says_so(cli_env, capsys):
+    assert main(["status", "team-a/app:nope"]) == 1
+    assert "no tag matches 'team-a/app:nope'" in capsys.readouterr().err
+
+
+def test_commands_name_the_missing_bucket(stack, monkeypatch, capsys):
+    monkeypatch.delenv("REGSEAL_BUCKET", raising=False)
+    assert main(["status"]) == 1
+    assert "give --bucket NAME or set REGSEAL_BUCKET" in capsys.readouterr().err

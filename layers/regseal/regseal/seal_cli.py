@@ -20,7 +20,7 @@ from regseal.layerkeys import LayerKeys
 from regseal.progress import ProgressBar
 from regseal.rewrap import Rewrapper
 from regseal.seal import Sealer
-from regseal.settings import Settings
+from regseal.settings import Settings, SettingsError
 from regseal.wiring import build_sealer
 
 
@@ -119,6 +119,10 @@ def _sealer(args: argparse.Namespace) -> Sealer:
         env["REGSEAL_BUCKET"] = args.bucket
     if args.policy:
         env["REGSEAL_POLICY"] = args.policy
+    if not env.get("REGSEAL_BUCKET"):
+        raise SettingsError(
+            "which registry bucket? give --bucket NAME or set REGSEAL_BUCKET"
+        )
     return build_sealer(Settings.from_env(env))
 
 
@@ -214,6 +218,9 @@ def run_status(args: argparse.Namespace) -> int:
     policy = sealer.policies.get()
     inventories = scan(sealer.store, sealer.layout, Selection.parse(args.selection))
     rows = status.statuses(sealer, inventories, policy)
+    if not rows and args.selection:
+        print(f"regseal status: no tag matches {args.selection!r}", file=sys.stderr)
+        return 1
     if args.json:
         for row in rows:
             print(json.dumps(row.to_json()))

@@ -62,7 +62,14 @@ def tag_status(sealer: Sealer, repository: str, tag: str, policy: Policy) -> Tag
     if parsed is None:
         return _replace(base, state=State.NOT_IMAGE.value, digest=digest.value)
     if sealer.has_plaintext(repository, parsed):
-        return _replace(base, state=State.PLAINTEXT.value, digest=digest.value)
+        # The tag itself serves the plaintext.
+        return _replace(
+            base,
+            state=State.PLAINTEXT.value,
+            digest=digest.value,
+            plaintext_digest=digest.value,
+            plaintext_reachable=True,
+        )
     annotations = parsed.annotations
     if mf.ANNOTATION_PLAINTEXT not in annotations:
         return _replace(
