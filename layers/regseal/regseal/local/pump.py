@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from regseal.local.background import BackgroundLoop
 from regseal.local.runtime import Handler, LambdaContext
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def failed_message_ids(
     return frozenset(failed)
 
 
-class EventPump:
+class EventPump(BackgroundLoop):
     """Feeds one queue to one handler, on a thread or one poll at a time."""
 
     def __init__(
@@ -137,6 +138,7 @@ class EventPump:
         function_name: str = "regseal-seal",
         wait_seconds: int = 1,
     ) -> None:
+        super().__init__(f"{function_name}-pump")
         self._sqs = sqs
         self._handler = handler
         self._queue_url = queue_url
@@ -144,8 +146,6 @@ class EventPump:
         self._region = region
         self._function_name = function_name
         self._wait_seconds = wait_seconds
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self.ready = threading.Event()
         """Set once the first receive call has returned."""
 
@@ -224,26 +224,6 @@ class EventPump:
                 failure.get("Message", failure["Code"]),
             )
         return len(result.get("Successful", []))
-
-    def start(self) -> None:
-        """Poll on a background thread until :meth:`stop`."""
-        self._thread = threading.Thread(
-            target=self._run, name=f"{self._function_name}-pump", daemon=True
-        )
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        """Ask the thread to stop after the batch in hand; do not wait."""
-        self._stopping.set()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish the batch in hand, then stop polling."""
-        self.request_stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         # The first receive does not wait, so ``ready`` says at once that the

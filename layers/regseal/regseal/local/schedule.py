@@ -8,11 +8,11 @@ a stack left running for days keeps serving metadata that verifies.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from regseal.local.background import BackgroundLoop
 from regseal.local.runtime import Handler, LambdaContext
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def scheduled_event(rule: str, *, region: str) -> dict[str, Any]:
     }
 
 
-class Schedule:
+class Schedule(BackgroundLoop):
     """Invokes one handler every ``interval`` seconds on a thread.
 
     The first invocation comes one interval after :meth:`start`. A failing
@@ -49,37 +49,17 @@ class Schedule:
         function_name: str,
         region: str,
     ) -> None:
+        super().__init__(f"{rule}-schedule")
         self._handler = handler
         self._interval = interval
         self._rule = rule
         self._function_name = function_name
         self._region = region
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def invoke_once(self) -> Any:
         """Deliver one scheduled event now; return the handler's response."""
         context = LambdaContext.for_invocation(self._function_name, region=self._region)
         return self._handler(scheduled_event(self._rule, region=self._region), context)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._run, name=f"{self._rule}-schedule", daemon=True
-        )
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        """Ask the thread to stop after the invocation in hand; do not wait."""
-        self._stopping.set()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop invoking; wait for the invocation in hand."""
-        self.request_stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stopping.wait(self._interval):
