@@ -70,3 +70,51 @@ def test_garbage_collection_removes_plaintext_and_keeps_sealed_images(stack, tmp
     for reference, plaintext in zip(references, plaintexts, strict=True):
         pulled = decrypt(stack, reference, tmp_path / f"dec-{reference[-3:]}")
         assert pulled.manifest.layer_digests == plaintext.layer_digests
+
+
+def test_a_layer_shared_with_an_unsealed_manifest_stays_until_both_are_sealed(
+    stack, tmp_path
+):
+    # B is pushed by digest, so it waits out the grace period unsealed; A,
+    # pushed by tag with the same base layer, is sealed meanwhile.
+    from tests.e2e.test_seal_e2e import SEAL_TIMEOUT
+    from tests.support import skopeo
+    from tests.support.stackclient import wait_for
+
+    repository = "e2e/shared-layer"
+    shared = tar_layer(unique_files("shared-base"))
+    b_image = write_image_layout(
+        tmp_path / "b", [shared, tar_layer(unique_files("shared-b"))]
+    )
+    skopeo.push(
+        b_image.reference, f"{stack.state.registry}/{repository}@{b_image.digest}"
+    )
+    b_plaintext = stack.stored_manifest(b_image.digest)
+    base = b_plaintext.layer_digests[0]
+    a_image = write_image_layout(
+        tmp_path / "a", [shared, tar_layer(unique_files("shared-a"))]
+    )
+    a_reference = f"{stack.state.registry}/{repository}:a"
+    a_plaintext = push(stack, a_image, a_reference, tmp_path)
+    wait_sealed(stack, a_reference)
+
+    # A is sealed and hidden; B is not sealed yet and still needs the base.
+    assert a_plaintext.layer_digests[0] == base
+    assert stack.registry_get(f"{repository}/manifests/{a_plaintext.digest}") == 404
+    assert (
+        stack.registry_get(f"{repository}/blobs/{a_plaintext.layer_digests[1]}") == 404
+    )
+    assert stack.registry_get(f"{repository}/manifests/{b_image.digest}") == 200
+    assert stack.registry_get(f"{repository}/blobs/{base}") == 200
+
+    # Once B is sealed by digest, nothing plaintext needs the base any more.
+    wait_for(
+        lambda: (
+            stack.registry_get(f"{repository}/manifests/{b_image.digest}") == 404
+            or None
+        ),
+        timeout=SEAL_TIMEOUT,
+        what="the digest-pushed manifest sealed",
+    )
+    stack.wait_drained()
+    assert stack.registry_get(f"{repository}/blobs/{base}") == 404
