@@ -36,7 +36,7 @@ class Settings:
         policy_location: where the policy lives (see regseal.policy).
         part_size: bytes per multipart part while streaming a layer.
         workers: parallel part transfers per layer (bounds memory at about
-            ``3 * workers * part_size``).
+            ``(2 * workers + 2) * part_size``, the engine's buffer pool).
         digest_push_grace: seconds a manifest pushed by digest (no tag) must
             have existed before it is sealed on its own, so that an index
             being pushed can still find its plaintext children.

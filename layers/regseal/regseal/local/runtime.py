@@ -68,7 +68,7 @@ def seal_environment(
     state_prefix: str,
     policy_location: str,
     max_receive_count: int | None = None,
-    digest_push_grace: int | None = None,
+    digest_push_grace: int = DIGEST_PUSH_GRACE_SECONDS,
     registry_api: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment the deployed seal function gets, aimed at the stack.
@@ -77,7 +77,7 @@ def seal_environment(
         max_receive_count: the event queue's ``maxReceiveCount``, so that the
             function logs a failure as an error once, on the last delivery.
         digest_push_grace: seconds before a manifest pushed by digest is
-            sealed; it must fit in the queue's retries.
+            sealed; it must fit in the queue's retries (the stack's by default).
         registry_api: the registry-API mode variables (``REGSEAL_WRITE_BACK``,
             ``REGSEAL_REGISTRY_URL``, ``REGSEAL_REGISTRY_CREDENTIALS``), if
             the stack runs in that mode.
@@ -88,14 +88,12 @@ def seal_environment(
         "REGSEAL_REGISTRY_ROOT": registry_root,
         "REGSEAL_STATE_PREFIX": state_prefix,
         "REGSEAL_POLICY": policy_location,
-        "REGSEAL_DIGEST_PUSH_GRACE_SECONDS": str(DIGEST_PUSH_GRACE_SECONDS),
+        "REGSEAL_DIGEST_PUSH_GRACE_SECONDS": str(digest_push_grace),
         **(registry_api or {}),
         "POWERTOOLS_SERVICE_NAME": "regseal",
     }
     if max_receive_count is not None:
         environment["REGSEAL_MAX_RECEIVE_COUNT"] = str(max_receive_count)
-    if digest_push_grace is not None:
-        environment["REGSEAL_DIGEST_PUSH_GRACE_SECONDS"] = str(digest_push_grace)
     return environment
 
 

@@ -209,7 +209,6 @@ class Stack:
             state_prefix=resources.STATE_PREFIX,
             policy_location=made.policy_location,
             max_receive_count=resources.MAX_RECEIVE_COUNT,
-            digest_push_grace=resources.DIGEST_PUSH_GRACE_SECONDS,
             registry_api=registry_api,
         )
         tuf: LocalTuf | None = None
