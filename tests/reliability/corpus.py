@@ -926,11 +926,21 @@ def _buildkit_index(reg) -> Input:
 
 def _attestations_kept(given: Input, sealed: dict) -> None:
     pushed = given.context["doc"]["manifests"]
-    assert sealed["manifests"][2:] == pushed[2:]
+    platforms, attestations = sealed["manifests"][:2], sealed["manifests"][2:]
     assert all(
-        m["digest"] != p["digest"]
-        for m, p in zip(sealed["manifests"][:2], pushed[:2], strict=True)
+        m["digest"] != p["digest"] for m, p in zip(platforms, pushed[:2], strict=True)
     )
+    # Each attestation is kept as pushed, but names the sealed image that
+    # replaced the plaintext one it describes.
+    for kept, was, platform in zip(attestations, pushed[2:], platforms, strict=True):
+        reference = "vnd.docker.reference.digest"
+        assert kept["annotations"][reference] == platform["digest"]
+        assert {**kept["annotations"], reference: was["annotations"][reference]} == (
+            was["annotations"]
+        )
+        assert {k: v for k, v in kept.items() if k != "annotations"} == {
+            k: v for k, v in was.items() if k != "annotations"
+        }
 
 
 ARTIFACT_CASES = [

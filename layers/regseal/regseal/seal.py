@@ -30,7 +30,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -561,6 +561,7 @@ class Sealer:
                     size=len(sealed.data),
                 )
             )
+        children = _repoint_references(children, index.manifests)
         annotations = sealed_annotations(index.annotations, index.digest, team, policy)
         data = mf.build_index(index, children, annotations)
         return SealedManifest(Digest.of(data), data, mf.OCI_INDEX)
@@ -1061,6 +1062,42 @@ def _platform_name(doc: Mapping[str, Any]) -> str | None:
         [os_name, architecture]
         + ([variant] if isinstance(variant, str) and variant else [])
     )
+
+
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
+"""BuildKit's annotation on an attestation manifest in an index: the digest of
+the platform manifest (in the same index) that the attestation describes."""
+
+
+def _repoint_references(
+    children: list[mf.Descriptor], pushed: Sequence[mf.Descriptor]
+) -> list[mf.Descriptor]:
+    """Point attestations at the sealed manifests that replaced what they describe.
+
+    An attestation describes a platform image by the digest that image had
+    when it was pushed; once sealed, the index lists the sealed image
+    instead, and an attestation still naming the plaintext digest would name
+    a manifest that is no longer there (clients then drop it as orphaned).
+    The sealed image decrypts to exactly the image described (its plaintext
+    digest is in its annotations), so the attestation is re-pointed; its own
+    content, with the in-toto subject naming the plaintext digest, is kept.
+    """
+    sealed_for_pushed = {
+        before.digest.value: after.digest.value
+        for before, after in zip(pushed, children, strict=True)
+        if before.digest != after.digest
+    }
+    repointed = []
+    for child in children:
+        target = child.annotations.get(REFERENCE_DIGEST)
+        if target in sealed_for_pushed:
+            annotations = {
+                **child.annotations,
+                REFERENCE_DIGEST: sealed_for_pushed[target],
+            }
+            child = replace(child, annotations=annotations)
+        repointed.append(child)
+    return repointed
 
 
 def _is_plaintext_layer(layer: mf.Descriptor) -> bool:
