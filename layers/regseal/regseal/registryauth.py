@@ -80,6 +80,8 @@ class CredentialSource:
         env: the environment to read when ``location`` is empty.
         loader: reads ``location``'s value; by default Powertools
             parameters (Secrets Manager or SSM, cached for 5 minutes).
+        label: how messages name where the account comes from (a command
+            line option, say); by default ``location`` or the variables.
 
     Raises:
         CredentialsError: ``location`` names no supported store.
@@ -91,8 +93,10 @@ class CredentialSource:
         *,
         env: Mapping[str, str] | None = None,
         loader: Loader | None = None,
+        label: str = "",
     ) -> None:
         self.location = location
+        self._label = label
         self._env = os.environ if env is None else env
         store, _, self._name = location.partition(":")
         if location and f"{store}:" not in {SECRETS_MANAGER_PREFIX, SSM_PREFIX}:
@@ -117,6 +121,8 @@ class CredentialSource:
     @property
     def description(self) -> str:
         """Where the credentials come from, for error messages."""
+        if self._label:
+            return self._label
         if self.location:
             return self.location
         return f"${USERNAME_VARIABLE}/${PASSWORD_VARIABLE}"
