@@ -128,7 +128,13 @@ def _load_keys(paths: list[Path]) -> tuple[jwe.PrivateKey, ...]:
 def _credentials(creds: str | None) -> CredentialSource:
     """``--src-creds`` when given, else the seal's variables."""
     if creds is None:
-        return CredentialSource(os.environ.get(CREDENTIALS_VARIABLE, ""))
+        location = os.environ.get(CREDENTIALS_VARIABLE, "")
+        unset = not location and not any(
+            os.environ.get(name) for name in (USERNAME_VARIABLE, PASSWORD_VARIABLE)
+        )
+        # With no account anywhere, a registry that wants one is told both ways.
+        label = f"{SRC_CREDS} or ${USERNAME_VARIABLE}/${PASSWORD_VARIABLE}"
+        return CredentialSource(location, label=label if unset else "")
     username, colon, password = creds.partition(":")
     if not colon or not username or not password:
         # Never echo the value: it may hold most of a password.

@@ -398,20 +398,20 @@ class Authenticator:
                     raise RegistryAuthError(
                         f"registry {self.registry}: refused the credentials of "
                         f"{account.username!r} (from {self.credentials.description})"
-                        f" for scope {scope!r}: expected an account with that access",
+                        f" {_for_scope(scope)}: expected an account with that access",
                         status=401,
                     )
             if account is None:
                 raise RegistryAuthError(
-                    f"registry {self.registry}: requires basic auth for scope "
-                    f"{scope!r}; expected credentials in "
+                    f"registry {self.registry}: requires basic auth "
+                    f"{_for_scope(scope)}; expected credentials in "
                     f"{self.credentials.description}",
                     status=401,
                 )
             return account.basic()
         schemes = ", ".join(sorted(challenges)) or "none"
         raise RegistryAuthError(
-            f"registry {self.registry}: answered 401 for scope {scope!r} with "
+            f"registry {self.registry}: answered 401 {_for_scope(scope)} with "
             f"challenge schemes {schemes}; expected Basic or Bearer with a realm",
             status=401,
         )
@@ -446,14 +446,14 @@ class Authenticator:
             who = repr(account.username) if account else "anonymous access"
             raise RegistryAuthError(
                 f"registry {self.registry}: token service {realm} refused {who} "
-                f"(credentials from {self.credentials.description}) for scope "
-                f"{scope!r} with HTTP {reply.status}",
+                f"(credentials from {self.credentials.description}) "
+                f"{_for_scope(scope)} with HTTP {reply.status}",
                 status=reply.status,
             )
         if reply.status != 200:
             raise RegistryAuthError(
                 f"registry {self.registry}: token service {realm} answered HTTP "
-                f"{reply.status} for scope {scope!r}; expected 200",
+                f"{reply.status} {_for_scope(scope)}; expected 200",
                 status=reply.status,
             )
         value, lifetime = _parse_token_reply(reply.body, realm)
@@ -463,6 +463,11 @@ class Authenticator:
         )
         margin = min(TOKEN_RENEW_MARGIN, lifetime / 2)
         return _Token(value, started + lifetime - margin)
+
+
+def _for_scope(scope: str) -> str:
+    """``for scope '...'``; the API root (``GET /v2/``) needs none."""
+    return f"for scope {scope!r}" if scope else "for the API root (GET /v2/)"
 
 
 def _parse_token_reply(body: bytes, realm: str) -> tuple[str, float]:
