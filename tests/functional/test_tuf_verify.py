@@ -138,6 +138,110 @@ def test_verify_reports_a_registry_that_does_not_serve_the_tag(world, registry):
         _verify(world, registry)
 
 
+def test_a_mismatch_names_reference_target_urls_digests_and_lengths(world, registry):
+    served = manifest(1) + b" "
+    registry.manifests[("team-a/app", "v1")] = served
+
+    with pytest.raises(VerificationError) as info:
+        _verify(world, registry)
+
+    text = str(info.value)
+    signed = "sha256:" + hashlib.sha256(manifest(1)).hexdigest()
+    actual = "sha256:" + hashlib.sha256(served).hexdigest()
+    assert text.startswith(f"manifest mismatch for {registry.host}/team-a/app:v1: ")
+    assert f"the registry serves {actual} ({len(served)} bytes)" in text
+    assert f"at http://{registry.host}/v2/team-a/app/manifests/v1" in text
+    assert f"TUF target 'team-a/app/tags/v1' at {world.store.location.url}" in text
+    assert f"says {signed} ({len(manifest(1))} bytes)" in text
+
+
+def test_expired_and_rolled_back_metadata_name_the_url_and_the_target(world, registry):
+    url = world.store.location.url
+    old = world.get_raw("timestamp.json")
+    world.refresh(force=True)
+    _verify(world, registry)
+    world.put_raw("timestamp.json", old)
+
+    with pytest.raises(VerificationError) as rolled_back:
+        _verify(world, registry)
+    world.publisher(
+        clock=lambda: utcnow() - timedelta(days=3)
+    ).refresh_snapshot_and_timestamp(force=True)
+    with pytest.raises(VerificationError) as expired:
+        _verify(world, registry, cache_dir=world.tmp / "fresh-cache")
+
+    where = f"TUF metadata at {url} (target 'team-a/app/tags/v1')"
+    assert str(rolled_back.value).startswith(f"metadata rolled back: {where}: ")
+    assert f"cached in {world.tmp / 'cache'}" in str(rolled_back.value)
+    assert str(expired.value).startswith(f"metadata expired: {where}: ")
+    assert "timestamp.json is expired" in str(expired.value)
+
+
+def test_unreachable_metadata_names_the_url(world, registry):
+    from regseal.local.processes import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/metadata/"
+
+    with pytest.raises(VerificationError) as info:
+        _verify(world, registry, metadata_url=url)
+
+    assert str(info.value).startswith(
+        f"cannot download metadata: TUF metadata at {url} "
+        "(target 'team-a/app/tags/v1'): MaxRetryError: "
+    )
+    assert "root.json" in str(info.value)
+
+
+def test_a_registry_error_names_the_url_and_the_reference(world, registry):
+    del registry.manifests[("team-a/app", "v1")]
+
+    with pytest.raises(VerificationError) as info:
+        _verify(world, registry)
+
+    assert str(info.value) == (
+        f"registry: GET http://{registry.host}/v2/team-a/app/manifests/v1 answered "
+        f"404 for {registry.host}/team-a/app:v1; expected 200 with the tag's manifest"
+    )
+
+
+def test_an_unusable_cache_is_named(world, registry):
+    blocker = world.tmp / "not-a-directory"
+    blocker.write_text("x")
+
+    with pytest.raises(VerificationError) as info:
+        _verify(world, registry, cache_dir=blocker)
+
+    assert str(info.value) == f"cannot use the metadata cache {blocker}: File exists"
+
+
+def test_verify_command_names_a_missing_or_invalid_root_file(world, registry, capsys):
+    missing = world.tmp / "missing-root.json"
+    garbage = world.tmp / "garbage-root.json"
+    garbage.write_text('{"signed": {}}')
+    base = [
+        "verify",
+        f"{registry.host}/team-a/app:v1",
+        "--metadata",
+        world.store.location.url,
+        "--cache-dir",
+        str(world.tmp / "cli-cache"),
+    ]
+
+    assert main([*base, "--root", str(missing)]) == 1
+    missing_error = capsys.readouterr().err
+    assert main([*base, "--root", str(garbage)]) == 1
+    garbage_error = capsys.readouterr().err
+
+    assert missing_error == (
+        f"regseal verify: FAILED: cannot read trusted root {missing}: "
+        "No such file or directory\n"
+    )
+    assert garbage_error.startswith(
+        f"regseal verify: FAILED: trusted root {garbage}: expected a valid, "
+        "self-signed TUF root: "
+    )
+
+
 def test_verify_command_exit_status_and_reason(world, registry, capsys):
     root = world.tmp / "root.json"
     root.write_bytes(world.root)

@@ -146,15 +146,31 @@ def trusted_target(
     metadata_url: str,
     cache_dir: Path,
     fetcher: FetcherInterface | None = None,
+    root_name: str = "the trusted root",
 ) -> TargetFile:
     """Run the TUF client workflow and return the target at ``path``.
 
+    Args:
+        path: The target's path (``<repository>/tags/<tag>``).
+        root: The trusted root metadata to start from.
+        metadata_url: Where the metadata is (``http(s)://`` or ``s3://``).
+        cache_dir: Trusted metadata of earlier runs (rollback protection).
+        fetcher: Downloads metadata; by default by the URL's scheme.
+        root_name: How messages name ``root`` (its file, say).
+
     Raises:
-        VerificationError: metadata not trusted, or no such target.
+        VerificationError: metadata not trusted, or no such target; the
+            message names the root file, the cache or the metadata URL, and
+            the target.
     """
     if fetcher is None and metadata_url.startswith("s3://"):
         fetcher = S3Fetcher()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VerificationError(
+            f"cannot use the metadata cache {cache_dir}: {exc.strerror or exc}"
+        ) from exc
     try:
         updater = Updater(
             metadata_dir=str(cache_dir),
@@ -162,27 +178,61 @@ def trusted_target(
             fetcher=fetcher,
             bootstrap=root,
         )
+    except tuf_errors.RepositoryError as exc:
+        raise VerificationError(
+            f"{root_name}: expected a valid, self-signed TUF root: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    except OSError as exc:
+        raise VerificationError(
+            f"cannot write the trusted root into the metadata cache {cache_dir}: "
+            f"{exc.strerror or exc}"
+        ) from exc
+    where = f"TUF metadata at {metadata_url} (target {path!r})"
+    try:
         updater.refresh()
         target = updater.get_targetinfo(path)
     except tuf_errors.ExpiredMetadataError as exc:
-        raise VerificationError(f"metadata expired: {exc}") from exc
+        raise VerificationError(f"metadata expired: {where}: {exc}") from exc
     except tuf_errors.BadVersionNumberError as exc:
-        raise VerificationError(f"metadata rolled back: {exc}") from exc
+        raise VerificationError(
+            f"metadata rolled back: {where}: {exc} (compared with the trusted "
+            f"metadata cached in {cache_dir})"
+        ) from exc
     except tuf_errors.UnsignedMetadataError as exc:
-        raise VerificationError(f"metadata not signed by trusted keys: {exc}") from exc
+        raise VerificationError(
+            f"metadata not signed by trusted keys: {where}: {exc}"
+        ) from exc
     except tuf_errors.LengthOrHashMismatchError as exc:
-        raise VerificationError(f"metadata does not match snapshot: {exc}") from exc
+        raise VerificationError(
+            f"metadata does not match snapshot: {where}: {exc}"
+        ) from exc
     except tuf_errors.RepositoryError as exc:
-        raise VerificationError(f"metadata not trusted: {exc}") from exc
+        raise VerificationError(
+            f"metadata not trusted: {where}: {type(exc).__name__}: {exc}"
+        ) from exc
     except tuf_errors.DownloadError as exc:
-        raise VerificationError(f"cannot download metadata: {exc}") from exc
+        raise VerificationError(
+            f"cannot download metadata: {where}: {_reason(exc)}"
+        ) from exc
     except (OSError, ValueError) as exc:
-        raise VerificationError(f"cannot use the trusted root or cache: {exc}") from exc
+        raise VerificationError(
+            f"cannot use the metadata cache {cache_dir} for {where}: {exc}"
+        ) from exc
     if target is None:
         raise VerificationError(
             f"unknown target: no TUF target {path!r} in the metadata at {metadata_url}"
         )
     return target
+
+
+def _reason(exc: Exception) -> str:
+    """An exception's text, or its cause's when it has none (tuf's downloads)."""
+    text = str(exc).strip()
+    cause = exc.__cause__
+    if not text and cause is not None:
+        text = f"{type(cause).__name__}: {cause}"
+    return text or type(exc).__name__
 
 
 def fetch_manifest(
@@ -204,12 +254,19 @@ def fetch_manifest(
         ) as response:
             data: bytes = response.read(MAX_MANIFEST_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        raise VerificationError(f"registry: GET {url} answered {exc.code}") from exc
+        raise VerificationError(
+            f"registry: GET {url} answered {exc.code} for {reference}; expected 200 "
+            "with the tag's manifest"
+        ) from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise VerificationError(f"registry: GET {url} failed ({exc})") from exc
+        reason = getattr(exc, "reason", exc)
+        raise VerificationError(
+            f"registry: GET {url} failed for {reference}: {reason}"
+        ) from exc
     if len(data) > MAX_MANIFEST_BYTES:
         raise VerificationError(
-            f"registry: {url} served more than {MAX_MANIFEST_BYTES} bytes"
+            f"registry: {url} served more than {MAX_MANIFEST_BYTES} bytes for "
+            f"{reference}; expected a manifest"
         )
     return data
 
@@ -223,12 +280,15 @@ def verify(
     insecure: bool = False,
     fetcher: FetcherInterface | None = None,
     timeout: float = 30.0,
+    root_name: str = "the trusted root",
 ) -> VerifiedManifest:
     """Verify that the registry serves the manifest TUF says the tag has.
 
     Raises:
         VerificationError: with the reason (expired or rolled-back metadata,
-            unknown target, digest or length mismatch, registry error).
+            unknown target, digest or length mismatch, registry error),
+            naming the metadata URL or file, the target and, for a
+            mismatch, both digests and lengths.
     """
     path = target_path(reference.repository, reference.tag)
     target = trusted_target(
@@ -237,19 +297,30 @@ def verify(
         metadata_url=metadata_url,
         cache_dir=cache_dir or default_cache_dir(metadata_url),
         fetcher=fetcher,
+        root_name=root_name,
     )
+    if "sha256" not in target.hashes:
+        raise VerificationError(
+            f"TUF target {path!r} at {metadata_url}: expected a sha256 hash, got "
+            f"{', '.join(sorted(target.hashes)) or 'none'}"
+        )
     data = fetch_manifest(reference, insecure=insecure, timeout=timeout)
     served = "sha256:" + hashlib.sha256(data).hexdigest()
-    expected = "sha256:" + target.hashes.get("sha256", "?")
+    expected = "sha256:" + target.hashes["sha256"]
     if served != expected or len(data) != target.length:
         raise VerificationError(
             f"manifest mismatch for {reference}: the registry serves {served} "
-            f"({len(data)} bytes), TUF says {expected} ({target.length} bytes)"
+            f"({len(data)} bytes) at {reference.manifest_url(insecure)}, TUF "
+            f"target {path!r} at {metadata_url} says {expected} "
+            f"({target.length} bytes)"
         )
     try:
         target.verify_length_and_hashes(data)
     except tuf_errors.LengthOrHashMismatchError as exc:
-        raise VerificationError(f"manifest mismatch for {reference}: {exc}") from exc
+        raise VerificationError(
+            f"manifest mismatch for {reference} against TUF target {path!r} at "
+            f"{metadata_url}: {exc}"
+        ) from exc
     custom = target.custom if isinstance(target.custom, dict) else {}
     return VerifiedManifest(reference, path, served, len(data), dict(custom))
 
@@ -296,13 +367,16 @@ def run(args: argparse.Namespace) -> int:
         try:
             root = Path(args.root).read_bytes()
         except OSError as exc:
-            raise VerificationError(f"cannot read trusted root {args.root}") from exc
+            raise VerificationError(
+                f"cannot read trusted root {args.root}: {exc.strerror or exc}"
+            ) from exc
         result = verify(
             reference,
             root=root,
             metadata_url=args.metadata,
             cache_dir=args.cache_dir,
             insecure=args.insecure,
+            root_name=f"trusted root {args.root}",
         )
     except RegsealError as exc:
         print(f"regseal verify: FAILED: {exc}", file=sys.stderr)
