@@ -1,3 +1,4 @@
+import base64
 import hashlib
 import json
 import threading
@@ -19,10 +20,17 @@ class _Registry:
     def __init__(self, s3):
         self.manifests: dict[tuple[str, str], bytes] = {}
         self.accept_headers: list[str] = []
+        self.account: str | None = None  # "user:password" for basic auth
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
+                if registry.refuses(self.path, self.headers.get("Authorization")):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="test"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = registry.answer(self.path, self.headers.get("Accept", ""), s3)
                 if body is None:
                     self.send_response(404)
@@ -42,6 +50,13 @@ class _Registry:
             target=self.server.serve_forever, args=(0.05,), daemon=True
         )
         self.thread.start()
+
+    def refuses(self, path, authorization):
+        if self.account is None or not path.startswith("/v2/"):
+            return False
+        return authorization != "Basic " + base64.b64encode(
+            self.account.encode()
+        ).decode("ascii")
 
     def answer(self, path, accept, s3):
         if path.startswith("/v2/") and "/manifests/" in path:
@@ -239,6 +254,50 @@ def test_verify_command_names_a_missing_or_invalid_root_file(world, registry, ca
     assert garbage_error.startswith(
         f"regseal verify: FAILED: trusted root {garbage}: expected a valid, "
         "self-signed TUF root: "
+    )
+
+
+def test_verify_command_logs_in_with_creds_and_names_a_refusal(
+    world, registry, capsys, monkeypatch
+):
+    for name in (
+        "REGSEAL_REGISTRY_USERNAME",
+        "REGSEAL_REGISTRY_PASSWORD",
+        "REGSEAL_REGISTRY_CREDENTIALS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    registry.account = "testing:testing"
+    root = world.tmp / "root.json"
+    root.write_bytes(world.root)
+    argv = [
+        "verify",
+        f"{registry.host}/team-a/app:v1",
+        "--root",
+        str(root),
+        "--metadata",
+        world.store.location.url,
+        "--cache-dir",
+        str(world.tmp / "cli-cache"),
+    ]
+
+    assert main([*argv, "--creds", "testing:testing"]) == 0
+    verified = capsys.readouterr().out
+    assert main([*argv, "--creds", "testing:wrong-9c1d"]) == 1
+    refused = capsys.readouterr().err
+    assert main(argv) == 1
+    anonymous = capsys.readouterr().err
+
+    assert verified.startswith(f"verified {registry.host}/team-a/app:v1 sha256:")
+    url = f"http://{registry.host}/v2/team-a/app/manifests/v1"
+    assert refused.startswith(
+        f"regseal verify: FAILED: registry: GET {url} for "
+        f"{registry.host}/team-a/app:v1: registry {registry.host}: refused the "
+        "credentials of 'testing' (from --creds)"
+    )
+    assert "wrong-9c1d" not in refused
+    assert "requires basic auth" in anonymous
+    assert "--creds or $REGSEAL_REGISTRY_USERNAME/$REGSEAL_REGISTRY_PASSWORD" in (
+        anonymous
     )
 
 

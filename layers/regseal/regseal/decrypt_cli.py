@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,10 +28,10 @@ from regseal.layout import validate_repository
 from regseal.ocilayout import LayoutSource, LayoutWriter
 from regseal.progress import Progress
 from regseal.registryauth import (
+    LOCATION_VARIABLE,
     PASSWORD_VARIABLE,
     USERNAME_VARIABLE,
-    CredentialsError,
-    CredentialSource,
+    command_line_credentials,
 )
 from regseal.registrysource import RegistrySource
 
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
 MIB = 1 << 20
-CREDENTIALS_VARIABLE = "REGSEAL_REGISTRY_CREDENTIALS"
 SRC_CREDS = "--src-creds"
 
 
@@ -97,7 +95,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="USER:PASSWORD",
         help="the account for a registry that requires a login (basic or token "
         f"auth); default ${USERNAME_VARIABLE} and ${PASSWORD_VARIABLE}, or "
-        f"${CREDENTIALS_VARIABLE} (secretsmanager:NAME or ssm:/NAME)",
+        f"${LOCATION_VARIABLE} (secretsmanager:NAME or ssm:/NAME)",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar on stderr"
@@ -125,28 +123,6 @@ def _load_keys(paths: list[Path]) -> tuple[jwe.PrivateKey, ...]:
     return tuple(keys)
 
 
-def _credentials(creds: str | None) -> CredentialSource:
-    """``--src-creds`` when given, else the seal's variables."""
-    if creds is None:
-        location = os.environ.get(CREDENTIALS_VARIABLE, "")
-        unset = not location and not any(
-            os.environ.get(name) for name in (USERNAME_VARIABLE, PASSWORD_VARIABLE)
-        )
-        # With no account anywhere, a registry that wants one is told both ways.
-        label = f"{SRC_CREDS} or ${USERNAME_VARIABLE}/${PASSWORD_VARIABLE}"
-        return CredentialSource(location, label=label if unset else "")
-    username, colon, password = creds.partition(":")
-    if not colon or not username or not password:
-        # Never echo the value: it may hold most of a password.
-        raise CredentialsError(
-            f"{SRC_CREDS}: expected USERNAME:PASSWORD, both non-empty"
-        )
-    return CredentialSource(
-        env={USERNAME_VARIABLE: username, PASSWORD_VARIABLE: password},
-        label=SRC_CREDS,
-    )
-
-
 def _kms_clients() -> Callable[[str], KMSClient]:
     return functools.cache(regional_client)
 
@@ -160,7 +136,9 @@ def _run(args: argparse.Namespace) -> int:
     source: ImageSource
     if isinstance(source_ref, RegistryReference):
         source = RegistrySource.connect(
-            source_ref, _credentials(args.src_creds), tls_verify=tls_verify
+            source_ref,
+            command_line_credentials(args.src_creds, SRC_CREDS),
+            tls_verify=tls_verify,
         )
     else:
         if not source_ref.path.is_dir():

@@ -14,7 +14,8 @@ Registries answer an unauthenticated request with 401 and a
 Credentials come from Secrets Manager or SSM Parameter Store (through
 Powertools parameters, cached) when ``REGSEAL_REGISTRY_CREDENTIALS`` names
 one, otherwise from ``REGSEAL_REGISTRY_USERNAME`` and
-``REGSEAL_REGISTRY_PASSWORD``. Nothing here logs or puts into an error
+``REGSEAL_REGISTRY_PASSWORD``; commands also take a ``USER:PASSWORD`` option
+(:func:`command_line_credentials`). Nothing here logs or puts into an error
 message a password, a token or an ``Authorization`` header.
 """
 
@@ -40,6 +41,7 @@ SECRETS_MANAGER_PREFIX = "secretsmanager:"
 SSM_PREFIX = "ssm:"
 USERNAME_VARIABLE = "REGSEAL_REGISTRY_USERNAME"
 PASSWORD_VARIABLE = "REGSEAL_REGISTRY_PASSWORD"  # noqa: S105 (a variable name)
+LOCATION_VARIABLE = "REGSEAL_REGISTRY_CREDENTIALS"
 
 # The token protocol's default lifetime when a response names none.
 DEFAULT_TOKEN_SECONDS = 60
@@ -160,6 +162,41 @@ class CredentialSource:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         return _parse_credentials(value, self.location)
+
+
+def command_line_credentials(
+    value: str | None, option: str, *, env: Mapping[str, str] | None = None
+) -> CredentialSource:
+    """The account of a command: ``option``'s ``USER:PASSWORD``, else the seal's.
+
+    Without the option, the account is the one the seal reads:
+    ``$REGSEAL_REGISTRY_CREDENTIALS`` when set, else
+    ``$REGSEAL_REGISTRY_USERNAME``/``$REGSEAL_REGISTRY_PASSWORD``; with none of
+    them, requests are anonymous and a refusal names both ways to give one.
+
+    Args:
+        value: the option's value, or None when it was not given.
+        option: the option's name (``--src-creds``), for messages.
+        env: the environment; by default ``os.environ``.
+
+    Raises:
+        CredentialsError: ``value`` is not ``USER:PASSWORD`` (the message
+            does not repeat it: it may hold most of a password).
+    """
+    environ = os.environ if env is None else env
+    if value is None:
+        location = environ.get(LOCATION_VARIABLE, "")
+        unset = not location and not any(
+            environ.get(name) for name in (USERNAME_VARIABLE, PASSWORD_VARIABLE)
+        )
+        label = f"{option} or ${USERNAME_VARIABLE}/${PASSWORD_VARIABLE}"
+        return CredentialSource(location, env=environ, label=label if unset else "")
+    username, colon, password = value.partition(":")
+    if not colon or not username or not password:
+        raise CredentialsError(f"{option}: expected USERNAME:PASSWORD, both non-empty")
+    return CredentialSource(
+        env={USERNAME_VARIABLE: username, PASSWORD_VARIABLE: password}, label=option
+    )
 
 
 def _parse_credentials(value: Any, where: str) -> Credentials:

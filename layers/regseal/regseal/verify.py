@@ -12,12 +12,11 @@ Metadata comes from an ``http(s)://`` URL or from ``s3://bucket/prefix/``
 metadata URL (``~/.cache/regseal/tuf/`` by default), so a later run also
 rejects metadata rolled back below what an earlier run trusted.
 
-The registry is asked over HTTPS, or over plain HTTP for a loopback registry
-(``127.0.0.1``, ``localhost``, ``[::1]``: the local stack) or with
-``--insecure``. Requests are anonymous.
-
-NOTE: registries that require a login (token or basic authentication) are not
-supported yet; verify against a registry that serves the manifest anonymously.
+The registry is asked through :class:`regseal.registryapi.RegistryClient`
+over HTTPS, or over plain HTTP for a loopback registry (``127.0.0.1``,
+``localhost``, ``[::1]``: the local stack) or with ``--insecure``. A registry
+that requires a login (basic or token auth) gets ``--creds USER:PASSWORD`` or
+the seal's account variables (:func:`regseal.registryauth.command_line_credentials`).
 """
 
 from __future__ import annotations
@@ -27,10 +26,7 @@ import hashlib
 import json
 import logging
 import os
-import ssl
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +35,15 @@ from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import TargetFile
 from tuf.ngclient import FetcherInterface, Updater
 
-from regseal.errors import FormatError, RegsealError, VerificationError
+from regseal.errors import (
+    FormatError,
+    RegistryAuthError,
+    RegistryError,
+    RegsealError,
+    VerificationError,
+)
+from regseal.registryapi import RegistryClient
+from regseal.registryauth import CredentialSource, command_line_credentials
 from regseal.tuf.fetcher import S3Fetcher
 from regseal.tuf.targets import check_repository, check_tag, target_path
 
@@ -51,7 +55,7 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+CREDS = "--creds"
 _LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
 
 
@@ -98,10 +102,15 @@ class ImageReference:
             name = self.host.split(":")[0]
         return name in _LOOPBACK
 
+    def registry_url(self, insecure: bool = False) -> str:
+        """``http(s)://host[:port]`` of the registry."""
+        scheme = "http" if insecure or self.loopback else "https"
+        return f"{scheme}://{self.host}"
+
     def manifest_url(self, insecure: bool = False) -> str:
         """``GET`` URL of the tag's manifest."""
-        scheme = "http" if insecure or self.loopback else "https"
-        return f"{scheme}://{self.host}/v2/{self.repository}/manifests/{self.tag}"
+        base = self.registry_url(insecure)
+        return f"{base}/v2/{self.repository}/manifests/{self.tag}"
 
 
 @dataclass(frozen=True)
@@ -236,39 +245,36 @@ def _reason(exc: Exception) -> str:
 
 
 def fetch_manifest(
-    reference: ImageReference, *, insecure: bool = False, timeout: float = 30.0
+    reference: ImageReference,
+    *,
+    insecure: bool = False,
+    timeout: float = 30.0,
+    credentials: CredentialSource | None = None,
 ) -> bytes:
     """The manifest bytes the registry serves for the tag.
 
     Raises:
-        VerificationError: the registry does not serve it.
+        VerificationError: the registry does not serve it; the message names
+            the URL and the reference.
     """
     url = reference.manifest_url(insecure)
-    request = urllib.request.Request(  # noqa: S310 (scheme chosen above)
-        url, headers={"Accept": ", ".join(MANIFEST_TYPES)}
+    client = RegistryClient(
+        reference.registry_url(insecure), credentials, timeout=timeout
     )
-    context = ssl.create_default_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(  # noqa: S310
-            request, timeout=timeout, context=context
-        ) as response:
-            data: bytes = response.read(MAX_MANIFEST_BYTES + 1)
-    except urllib.error.HTTPError as exc:
+        return client.get_manifest(reference.repository, reference.tag).data
+    except RegistryAuthError as exc:
+        raise VerificationError(f"registry: GET {url} for {reference}: {exc}") from exc
+    except RegistryError as exc:
+        if exc.status is None:
+            raise VerificationError(
+                f"registry: GET {url} failed for {reference}: {exc}"
+            ) from exc
+        codes = f" {'/'.join(exc.codes)}" if exc.codes else ""
         raise VerificationError(
-            f"registry: GET {url} answered {exc.code} for {reference}; expected 200 "
-            "with the tag's manifest"
+            f"registry: GET {url} answered {exc.status}{codes} for {reference}; "
+            "expected 200 with the tag's manifest"
         ) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise VerificationError(
-            f"registry: GET {url} failed for {reference}: {reason}"
-        ) from exc
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise VerificationError(
-            f"registry: {url} served more than {MAX_MANIFEST_BYTES} bytes for "
-            f"{reference}; expected a manifest"
-        )
-    return data
 
 
 def verify(
@@ -281,6 +287,7 @@ def verify(
     fetcher: FetcherInterface | None = None,
     timeout: float = 30.0,
     root_name: str = "the trusted root",
+    credentials: CredentialSource | None = None,
 ) -> VerifiedManifest:
     """Verify that the registry serves the manifest TUF says the tag has.
 
@@ -304,7 +311,9 @@ def verify(
             f"TUF target {path!r} at {metadata_url}: expected a sha256 hash, got "
             f"{', '.join(sorted(target.hashes)) or 'none'}"
         )
-    data = fetch_manifest(reference, insecure=insecure, timeout=timeout)
+    data = fetch_manifest(
+        reference, insecure=insecure, timeout=timeout, credentials=credentials
+    )
     served = "sha256:" + hashlib.sha256(data).hexdigest()
     expected = "sha256:" + target.hashes["sha256"]
     if served != expected or len(data) != target.length:
@@ -351,6 +360,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="use plain HTTP for a registry that is not on loopback",
     )
+    parser.add_argument(
+        CREDS,
+        metavar="USER:PASSWORD",
+        help="the account for a registry that requires a login (basic or token "
+        "auth); default $REGSEAL_REGISTRY_USERNAME and $REGSEAL_REGISTRY_PASSWORD, "
+        "or $REGSEAL_REGISTRY_CREDENTIALS",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(run=run)
     return parser
@@ -377,6 +393,7 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=args.cache_dir,
             insecure=args.insecure,
             root_name=f"trusted root {args.root}",
+            credentials=command_line_credentials(args.creds, CREDS),
         )
     except RegsealError as exc:
         print(f"regseal verify: FAILED: {exc}", file=sys.stderr)
