@@ -78,6 +78,7 @@ MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 _LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+_CONNECTION_RE = re.compile(r"^\w*Connection(?:Pool)?\(host=[^)]*\):\s*")
 
 
 @dataclass(frozen=True)
@@ -811,7 +812,8 @@ class BlobUpload:
 def _transport_reason(exc: HTTPError) -> str:
     """What went wrong below HTTP (refused, TLS, timeout), without the URL."""
     cause = getattr(exc, "reason", None) or exc
-    text = str(cause).strip()
+    # urllib3 starts with the connection's repr; the message names the host.
+    text = _CONNECTION_RE.sub("", str(cause)).strip()
     return f"{type(cause).__name__}: {text}"[:300] if text else type(cause).__name__
 
 
