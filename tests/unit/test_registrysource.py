@@ -287,3 +287,67 @@ def test_a_registry_that_does_not_answer_lists_every_scheme_tried(tmp_path):
     assert "https: registry" in text
     assert "; http: registry" in text
     assert info.value.status is None
+
+
+@pytest.fixture
+def tls_registry(tmp_path):
+    """The fake registry over https with a self-signed certificate."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file = tmp_path / "cert.pem"
+    key_file = tmp_path / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    FakeRegistry.behaviour = {}
+    FakeRegistry.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeRegistry)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_verify_false_accepts_a_self_signed_certificate_over_https(tls_registry):
+    client = source(tls_registry, tls_verify=False)
+
+    assert client.client.base_url == f"https://{tls_registry}"
+    assert client.top()[0] == MANIFEST
+
+
+def test_tls_verify_true_refuses_a_self_signed_certificate(tls_registry):
+    with pytest.raises(RegistryError) as info:
+        source(tls_registry, tls_verify=True)
+
+    assert "certificate verify failed" in str(info.value)
+    assert "; http: " not in str(info.value)
