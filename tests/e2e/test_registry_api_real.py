@@ -7,25 +7,15 @@ certificate).
 
 import json
 import os
-import threading
 
-import boto3
 import pytest
 
 from regseal.digest import Digest
 from regseal.errors import RegistryAuthError, RegistryError, RegistryNotFoundError
-from regseal.local.htpasswd import write_htpasswd
-from regseal.local.motoserver import start_moto
-from regseal.local.registry import (
-    HtpasswdAuth,
-    RegistrySettings,
-    TokenAuth,
-    start_registry,
-)
-from regseal.local.tokenserver import TokenIssuer, TokenServer
 from regseal.manifest import OCI_CONFIG, OCI_MANIFEST
 from regseal.registryapi import RegistryClient
 from regseal.registryauth import CredentialSource
+from tests.support.auth_registry import KINDS, running_auth_registry
 
 pytestmark = pytest.mark.e2e
 
@@ -36,48 +26,11 @@ ACCOUNT = {
 CHUNK = 5 * 1024 * 1024
 
 
-@pytest.fixture(scope="module", params=["htpasswd", "token"])
+@pytest.fixture(scope="module", params=KINDS)
 def registry(request, tmp_path_factory):
     workdir = tmp_path_factory.mktemp(f"registry-{request.param}")
-    cancel = threading.Event()
-    processes = []
-    tokens = None
-    try:
-        moto, endpoint = start_moto(workdir=workdir, cancel=cancel)
-        processes.append(moto)
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        ).create_bucket(Bucket="registry")
-        if request.param == "htpasswd":
-            auth = HtpasswdAuth(write_htpasswd(workdir, "testing", "testing"))
-        else:
-            issuer = TokenIssuer.generate()
-            tokens = TokenServer(issuer, "testing", "testing")
-            tokens.start()
-            auth = TokenAuth(
-                tokens.realm,
-                issuer.service,
-                issuer.issuer,
-                issuer.write_certificate(workdir),
-            )
-        process, address = start_registry(
-            RegistrySettings(
-                s3_endpoint=endpoint, bucket="registry", region="us-east-1", auth=auth
-            ),
-            workdir=workdir,
-            cancel=cancel,
-        )
-        processes.append(process)
-        yield request.param, f"http://{address}", tokens
-    finally:
-        for process in reversed(processes):
-            process.stop()
-        if tokens is not None:
-            tokens.stop()
+    with running_auth_registry(request.param, workdir) as running:
+        yield request.param, running.url, running.tokens
 
 
 def client(url, env=ACCOUNT, **options):

@@ -71,3 +71,63 @@ def test_commands_name_the_missing_bucket(stack, monkeypatch, capsys):
     monkeypatch.delenv("REGSEAL_BUCKET", raising=False)
     assert main(["status"]) == 1
     assert "give --bucket NAME or set REGSEAL_BUCKET" in capsys.readouterr().err
+
+
+def test_status_says_why_a_tag_is_broken(stack, cli_env, capsys):
+    layout = stack.sealer.layout
+    no_blob = stack.registry.push_image("team-a/broken", "no-blob", [random_layer()])
+    no_revision = stack.registry.push_image("team-a/broken", "no-rev", [random_layer()])
+    garbage = stack.registry.push_image("team-a/broken", "garbage", [random_layer()])
+    stack.registry.push_image("team-a/broken", "bad-link", [random_layer()])
+    stack.registry.push_image("team-a/broken", "fine", [random_layer()])
+    stack.store.delete(layout.blob_data(no_blob.digest))
+    stack.store.delete(layout.revision_link("team-a/broken", no_revision.digest))
+    stack.s3.put_object(
+        Bucket=BUCKET, Key=layout.blob_data(garbage.digest), Body=b"{not json"
+    )
+    bad_link = layout.tag_link("team-a/broken", "bad-link")
+    stack.s3.put_object(Bucket=BUCKET, Key=bad_link, Body=b"sha256:zz\n")
+
+    assert main(["status", "team-a/broken"]) == 0
+    shown = {}
+    for line in capsys.readouterr().out.splitlines()[1:]:
+        name, rest = line.split(None, 1)
+        shown[name.removeprefix("team-a/broken:")] = rest
+    assert main(["status", "team-a/broken", "--json"]) == 0
+    rows = {r["tag"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+
+    blob = layout.blob_data(no_blob.digest)
+    revision = layout.revision_link("team-a/broken", no_revision.digest)
+    assert shown["no-blob"] == f"broken: manifest {no_blob.digest} missing (no {blob})"
+    assert shown["no-rev"] == (
+        f"broken: manifest {no_revision.digest} not in the repository (no {revision})"
+    )
+    assert shown["garbage"].startswith(
+        f"broken: manifest {garbage.digest} unreadable: "
+        f"{layout.blob_data(garbage.digest)}: content does not match its digest"
+    )
+    assert shown["bad-link"].startswith(
+        f"broken: tag link unreadable: link {bad_link!r}: expected exactly "
+    )
+    assert shown["fine"].split()[0] == "plaintext"
+    assert rows["no-blob"]["state"] == "broken"
+    assert rows["no-blob"]["digest"] == no_blob.digest.value
+    assert rows["no-blob"]["detail"] == (
+        f"manifest {no_blob.digest} missing (no {layout.blob_data(no_blob.digest)})"
+    )
+    assert rows["fine"]["state"] == "plaintext"
+
+
+def test_status_of_a_tag_whose_link_vanished_names_the_link(stack):
+    from regseal import status
+
+    row = status.tag_status(
+        stack.sealer, "team-a/app", "gone", stack.sealer.policies.get()
+    )
+
+    key = stack.sealer.layout.tag_link("team-a/app", "gone")
+    assert (row.state, row.digest, row.detail) == (
+        "broken",
+        None,
+        f"tag link {key} missing",
+    )

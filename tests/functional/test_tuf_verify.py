@@ -1,3 +1,4 @@
+import base64
 import hashlib
 import json
 import threading
@@ -19,10 +20,17 @@ class _Registry:
     def __init__(self, s3):
         self.manifests: dict[tuple[str, str], bytes] = {}
         self.accept_headers: list[str] = []
+        self.account: str | None = None  # "user:password" for basic auth
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
+                if registry.refuses(self.path, self.headers.get("Authorization")):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="test"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = registry.answer(self.path, self.headers.get("Accept", ""), s3)
                 if body is None:
                     self.send_response(404)
@@ -42,6 +50,13 @@ class _Registry:
             target=self.server.serve_forever, args=(0.05,), daemon=True
         )
         self.thread.start()
+
+    def refuses(self, path, authorization):
+        if self.account is None or not path.startswith("/v2/"):
+            return False
+        return authorization != "Basic " + base64.b64encode(
+            self.account.encode()
+        ).decode("ascii")
 
     def answer(self, path, accept, s3):
         if path.startswith("/v2/") and "/manifests/" in path:
@@ -136,6 +151,154 @@ def test_verify_reports_a_registry_that_does_not_serve_the_tag(world, registry):
     del registry.manifests[("team-a/app", "v1")]
     with pytest.raises(VerificationError, match="answered 404"):
         _verify(world, registry)
+
+
+def test_a_mismatch_names_reference_target_urls_digests_and_lengths(world, registry):
+    served = manifest(1) + b" "
+    registry.manifests[("team-a/app", "v1")] = served
+
+    with pytest.raises(VerificationError) as info:
+        _verify(world, registry)
+
+    text = str(info.value)
+    signed = "sha256:" + hashlib.sha256(manifest(1)).hexdigest()
+    actual = "sha256:" + hashlib.sha256(served).hexdigest()
+    assert text.startswith(f"manifest mismatch for {registry.host}/team-a/app:v1: ")
+    assert f"the registry serves {actual} ({len(served)} bytes)" in text
+    assert f"at http://{registry.host}/v2/team-a/app/manifests/v1" in text
+    assert f"TUF target 'team-a/app/tags/v1' at {world.store.location.url}" in text
+    assert f"says {signed} ({len(manifest(1))} bytes)" in text
+
+
+def test_expired_and_rolled_back_metadata_name_the_url_and_the_target(world, registry):
+    url = world.store.location.url
+    old = world.get_raw("timestamp.json")
+    world.refresh(force=True)
+    _verify(world, registry)
+    world.put_raw("timestamp.json", old)
+
+    with pytest.raises(VerificationError) as rolled_back:
+        _verify(world, registry)
+    world.publisher(
+        clock=lambda: utcnow() - timedelta(days=3)
+    ).refresh_snapshot_and_timestamp(force=True)
+    with pytest.raises(VerificationError) as expired:
+        _verify(world, registry, cache_dir=world.tmp / "fresh-cache")
+
+    where = f"TUF metadata at {url} (target 'team-a/app/tags/v1')"
+    assert str(rolled_back.value).startswith(f"metadata rolled back: {where}: ")
+    assert f"cached in {world.tmp / 'cache'}" in str(rolled_back.value)
+    assert str(expired.value).startswith(f"metadata expired: {where}: ")
+    assert "timestamp.json is expired" in str(expired.value)
+
+
+def test_unreachable_metadata_names_the_url(world, registry):
+    from regseal.local.processes import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/metadata/"
+
+    with pytest.raises(VerificationError) as info:
+        _verify(world, registry, metadata_url=url)
+
+    assert str(info.value).startswith(
+        f"cannot download metadata: TUF metadata at {url} "
+        "(target 'team-a/app/tags/v1'): MaxRetryError: "
+    )
+    assert "root.json" in str(info.value)
+
+
+def test_a_registry_error_names_the_url_and_the_reference(world, registry):
+    del registry.manifests[("team-a/app", "v1")]
+
+    with pytest.raises(VerificationError) as info:
+        _verify(world, registry)
+
+    assert str(info.value) == (
+        f"registry: GET http://{registry.host}/v2/team-a/app/manifests/v1 answered "
+        f"404 for {registry.host}/team-a/app:v1; expected 200 with the tag's manifest"
+    )
+
+
+def test_an_unusable_cache_is_named(world, registry):
+    blocker = world.tmp / "not-a-directory"
+    blocker.write_text("x")
+
+    with pytest.raises(VerificationError) as info:
+        _verify(world, registry, cache_dir=blocker)
+
+    assert str(info.value) == f"cannot use the metadata cache {blocker}: File exists"
+
+
+def test_verify_command_names_a_missing_or_invalid_root_file(world, registry, capsys):
+    missing = world.tmp / "missing-root.json"
+    garbage = world.tmp / "garbage-root.json"
+    garbage.write_text('{"signed": {}}')
+    base = [
+        "verify",
+        f"{registry.host}/team-a/app:v1",
+        "--metadata",
+        world.store.location.url,
+        "--cache-dir",
+        str(world.tmp / "cli-cache"),
+    ]
+
+    assert main([*base, "--root", str(missing)]) == 1
+    missing_error = capsys.readouterr().err
+    assert main([*base, "--root", str(garbage)]) == 1
+    garbage_error = capsys.readouterr().err
+
+    assert missing_error == (
+        f"regseal verify: FAILED: cannot read trusted root {missing}: "
+        "No such file or directory\n"
+    )
+    assert garbage_error.startswith(
+        f"regseal verify: FAILED: trusted root {garbage}: expected a valid, "
+        "self-signed TUF root: "
+    )
+
+
+def test_verify_command_logs_in_with_creds_and_names_a_refusal(
+    world, registry, capsys, monkeypatch
+):
+    for name in (
+        "REGSEAL_REGISTRY_USERNAME",
+        "REGSEAL_REGISTRY_PASSWORD",
+        "REGSEAL_REGISTRY_CREDENTIALS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    registry.account = "testing:testing"
+    root = world.tmp / "root.json"
+    root.write_bytes(world.root)
+    argv = [
+        "verify",
+        f"{registry.host}/team-a/app:v1",
+        "--root",
+        str(root),
+        "--metadata",
+        world.store.location.url,
+        "--cache-dir",
+        str(world.tmp / "cli-cache"),
+    ]
+
+    assert main([*argv, "--creds", "testing:testing"]) == 0
+    verified = capsys.readouterr().out
+    assert main([*argv, "--creds", "testing:wrong-9c1d"]) == 1
+    refused = capsys.readouterr().err
+    assert main(argv) == 1
+    anonymous = capsys.readouterr().err
+
+    assert verified.startswith(f"verified {registry.host}/team-a/app:v1 sha256:")
+    url = f"http://{registry.host}/v2/team-a/app/manifests/v1"
+    assert refused.startswith(
+        f"regseal verify: FAILED: registry: GET {url} for "
+        f"{registry.host}/team-a/app:v1: registry {registry.host}: refused the "
+        "credentials of 'testing' (from --creds)"
+    )
+    assert "wrong-9c1d" not in refused
+    assert "requires basic auth" in anonymous
+    assert "--creds or $REGSEAL_REGISTRY_USERNAME/$REGSEAL_REGISTRY_PASSWORD" in (
+        anonymous
+    )
 
 
 def test_verify_command_exit_status_and_reason(world, registry, capsys):

@@ -66,3 +66,23 @@ def test_most_verbose_logging_keeps_botocore_bodies_out():
     # botocore's DEBUG lines carry KMS plaintext: they must never be emitted.
     for name in ("botocore", "botocore.endpoint", "botocore.parsers", "urllib3"):
         assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+
+
+def test_decrypt_src_creds_without_a_password_is_refused_without_echoing_it(
+    tmp_path, capsys
+):
+    status = main(
+        [
+            "decrypt",
+            "--src-creds",
+            "user-without-colon-4d2e",
+            "docker://registry.example/team-a/app:1",
+            f"oci:{tmp_path / 'out'}:1",
+        ]
+    )
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "--src-creds: expected USERNAME:PASSWORD, both non-empty" in error
+    assert "user-without-colon-4d2e" not in error
+    assert not (tmp_path / "out").exists()

@@ -3,8 +3,11 @@
 SRC is ``docker://HOST/REPOSITORY:TAG`` (or ``@sha256:…``) or
 ``oci:DIR[:TAG]``; DEST is ``oci:DIR[:TAG]``. Keys: ``--key FILE`` (a JWE
 private key in PEM, repeatable) and/or KMS with the caller's AWS credentials
-(``--kms``, the default when no ``--key`` is given). See
-:mod:`regseal.decrypt` for what is written and checked.
+(``--kms``, the default when no ``--key`` is given). A registry that wants
+an account gets ``--src-creds USER:PASSWORD`` or, without it, the account the
+seal reads (``REGSEAL_REGISTRY_USERNAME``/``REGSEAL_REGISTRY_PASSWORD``, or
+``REGSEAL_REGISTRY_CREDENTIALS``); the password is never printed or logged.
+See :mod:`regseal.decrypt` for what is written and checked.
 """
 
 from __future__ import annotations
@@ -24,12 +27,19 @@ from regseal.kms import regional_client
 from regseal.layout import validate_repository
 from regseal.ocilayout import LayoutSource, LayoutWriter
 from regseal.progress import Progress
+from regseal.registryauth import (
+    LOCATION_VARIABLE,
+    PASSWORD_VARIABLE,
+    USERNAME_VARIABLE,
+    command_line_credentials,
+)
 from regseal.registrysource import RegistrySource
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
 MIB = 1 << 20
+SRC_CREDS = "--src-creds"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,6 +91,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="the same as --tls-verify=false: allow plain http and unverified TLS",
     )
     parser.add_argument(
+        SRC_CREDS,
+        metavar="USER:PASSWORD",
+        help="the account for a registry that requires a login (basic or token "
+        f"auth); default ${USERNAME_VARIABLE} and ${PASSWORD_VARIABLE}, or "
+        f"${LOCATION_VARIABLE} (secretsmanager:NAME or ssm:/NAME)",
+    )
+    parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar on stderr"
     )
     parser.set_defaults(run=_run)
@@ -118,7 +135,11 @@ def _run(args: argparse.Namespace) -> int:
     tls_verify = False if args.insecure else args.tls_verify
     source: ImageSource
     if isinstance(source_ref, RegistryReference):
-        source = RegistrySource(source_ref, tls_verify=tls_verify)
+        source = RegistrySource.connect(
+            source_ref,
+            command_line_credentials(args.src_creds, SRC_CREDS),
+            tls_verify=tls_verify,
+        )
     else:
         if not source_ref.path.is_dir():
             raise FormatError(f"{source_ref}: no such OCI layout directory")

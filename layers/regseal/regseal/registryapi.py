@@ -6,7 +6,9 @@ spec (v1.1) and what distribution 2.8 and Harbor 2.x implement:
 - manifests: HEAD and GET with an ``Accept`` header naming the OCI and Docker
   manifest and index types (the registry answers with the stored type and
   ``Docker-Content-Digest``), PUT by tag or digest, DELETE by digest;
-- blobs: HEAD, DELETE, and the upload protocol: ``POST /blobs/uploads/``
+- blobs: GET streamed into a file with its size and digest checked (a
+  redirect to the registry's storage is followed, without the registry's
+  ``Authorization``), HEAD, DELETE, and the upload protocol: ``POST /blobs/uploads/``
   opens a session, ``PATCH`` appends a chunk (``Content-Range`` start-end,
   inclusive), ``PUT ?digest=`` closes it. The digest is only needed at the
   end, so a stream whose digest is known after its last byte uploads in
@@ -17,28 +19,32 @@ Errors become :class:`~regseal.errors.RegistryError` subclasses whose
 messages name the registry, the repository, the operation and what was
 expected, with the distribution error codes of the response body.
 Authentication is :class:`~regseal.registryauth.Authenticator`'s job; the
-client only hands it the challenges. Requests never follow redirects and
-never go through a proxy from the environment.
+client only hands it the challenges. Requests never go through a proxy from
+the environment, and only blob downloads follow redirects.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError
+from urllib3 import BaseHTTPResponse
+from urllib3.exceptions import HTTPError, InsecureRequestWarning
 
 from regseal import manifest as mf
 from regseal.digest import Digest
 from regseal.errors import (
     DigestError,
+    IntegrityError,
     RegistryAuthError,
     RegistryConflictError,
     RegistryError,
@@ -65,8 +71,14 @@ MAX_LISTING_BODY = 16 * 1024 * 1024
 # An authentication round (a challenge, then a retry) happens at most twice per
 # request: a fresh token, and a renewed one after a refusal.
 MAX_AUTH_ROUNDS = 2
+# Blob downloads: chunk size, and how many redirects (registry to storage or a
+# CDN) are followed.
+READ_CHUNK = 1 << 20
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 _LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+_CONNECTION_RE = re.compile(r"^\w*Connection(?:Pool)?\(host=[^)]*\):\s*")
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,8 @@ class RegistryClient:
         credentials: the account; None for anonymous access.
         ca_bundle: a PEM file to verify the registry's TLS certificate with,
             instead of the system's trust store.
+        tls_verify: False to accept any certificate (a registry with a
+            self-signed one, as skopeo's ``--tls-verify=false``).
         timeout: seconds to wait for a connection and for each response.
         page_size: entries asked for per page of a listing.
         pool: an urllib3 pool to share (tests); by default a new one.
@@ -118,6 +132,7 @@ class RegistryClient:
         credentials: CredentialSource | None = None,
         *,
         ca_bundle: str | None = None,
+        tls_verify: bool = True,
         timeout: float = 120.0,
         page_size: int = PAGE_SIZE,
         pool: urllib3.PoolManager | None = None,
@@ -129,10 +144,16 @@ class RegistryClient:
             )
         self.base_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
         self.name = parts.netloc
+        unverified: dict[str, Any] = {}
+        if not tls_verify:
+            unverified = {"cert_reqs": "CERT_NONE", "assert_hostname": False}
+            # The caller asked for it; urllib3 would warn on every request.
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
         self._pool = pool or urllib3.PoolManager(
             num_pools=4,
             maxsize=8,
             ca_certs=ca_bundle,
+            **unverified,
             retries=urllib3.Retry(
                 total=2, connect=2, read=0, status=0, other=0, redirect=False
             ),
@@ -256,6 +277,71 @@ class RegistryClient:
         if reply.status == 404:
             return None
         return int(reply.headers.get("Content-Length", "0") or 0)
+
+    def fetch_blob(
+        self,
+        repository: str,
+        digest: Digest,
+        size: int,
+        into: BinaryIO,
+        report: Callable[[int], None] | None = None,
+    ) -> None:
+        """Stream a blob into ``into``, checking its size and digest on the way.
+
+        Memory stays at one chunk whatever the blob's size. A redirect (to the
+        registry's storage or a CDN) is followed; the registry's
+        ``Authorization`` is not sent to another host.
+
+        Args:
+            repository: the repository that links the blob.
+            digest: the blob's digest.
+            size: its size in bytes, from the descriptor.
+            into: a binary file the bytes are appended to.
+            report: called with the length of every chunk received.
+
+        Raises:
+            RegistryNotFoundError: the repository links no such blob.
+            IntegrityError: the bytes are longer or shorter than ``size``, or
+                do not hash to ``digest``; ``into`` then holds garbage.
+        """
+        what = f"GET blob {digest}"
+        where = f"registry {self.name}: blob {digest} of {repository}"
+        response = self._open(
+            self._blob_path(repository, digest),
+            scope=repository_scope(repository, "pull"),
+            what=what,
+            repository=repository,
+        )
+        hasher = hashlib.sha256()
+        received = 0
+        complete = False
+        try:
+            for chunk in response.stream(READ_CHUNK):
+                received += len(chunk)
+                if received > size:
+                    raise IntegrityError(f"{where}: expected {size} bytes, got more")
+                hasher.update(chunk)
+                into.write(chunk)
+                if report is not None:
+                    report(len(chunk))
+            complete = True
+        except HTTPError as exc:
+            raise RegistryError(
+                f"{where}: the download broke off after {received} bytes: "
+                f"{_transport_reason(exc)}"
+            ) from exc
+        finally:
+            if not complete:
+                # Unread bytes would corrupt the next response on this
+                # connection: drop it instead of handing it back.
+                response.close()
+            response.release_conn()
+        if received != size:
+            raise IntegrityError(f"{where}: expected {size} bytes, got {received}")
+        actual = Digest.from_hash(hasher)
+        if actual != digest:
+            raise IntegrityError(f"{where}: the bytes hash to {actual}")
+        logger.debug("downloaded %s of %s (%d bytes)", digest, repository, size)
 
     def delete_blob(self, repository: str, digest: Digest) -> bool:
         """Unlink a blob from the repository; False when it was not linked."""
@@ -474,6 +560,78 @@ class RegistryClient:
             raise self._error(reply, what, repository, expect)
         return reply
 
+    def _open(
+        self,
+        path: str,
+        *,
+        scope: str,
+        what: str,
+        repository: str,
+    ) -> BaseHTTPResponse:
+        """GET with the auth rounds of :meth:`_request`, the body left unread.
+
+        The caller reads the 200 response and releases its connection.
+        """
+        url = self.url(path)
+        authorization = self.auth.authorization(scope)
+        for round_ in range(MAX_AUTH_ROUNDS + 1):
+            sent = {"User-Agent": USER_AGENT}
+            if authorization is not None:
+                sent["Authorization"] = authorization
+            response = self._start("GET", url, sent, None, what, repository)
+            if response.status in _REDIRECTS:
+                response = self._follow(response, url, sent, what, repository)
+                if response.status != 200:
+                    reply = self._finish(response, "GET", MAX_ERROR_BODY, what)
+                    raise self._error(reply, f"{what} (redirected)", repository, {200})
+            if response.status == 200:
+                return response
+            reply = self._finish(response, "GET", MAX_ERROR_BODY, what)
+            if reply.status != 401 or round_ == MAX_AUTH_ROUNDS:
+                raise self._error(reply, what, repository, {200})
+            authorization = self.auth.challenged(reply.challenges, scope, authorization)
+        raise AssertionError("the loop returns or raises")
+
+    def _follow(
+        self,
+        response: BaseHTTPResponse,
+        url: str,
+        headers: dict[str, str],
+        what: str,
+        repository: str,
+    ) -> BaseHTTPResponse:
+        """Follow redirects from ``response`` until an answer that is not one."""
+        for _ in range(MAX_REDIRECTS):
+            location = response.headers.get("Location", "")
+            status = response.status
+            self._finish(response, "GET", MAX_ERROR_BODY, what)
+            target = urljoin(url, location)
+            scheme = urlsplit(target).scheme
+            if not location or scheme not in {"http", "https"}:
+                raise RegistryError(
+                    f"registry {self.name}: {what} of {repository}: expected an "
+                    f"http(s) Location with HTTP {status}, got {location!r}",
+                    status=status,
+                )
+            if urlsplit(url).scheme == "https" and scheme == "http":
+                raise RegistryError(
+                    f"registry {self.name}: {what} of {repository}: refused a "
+                    "redirect from https to plain http",
+                    status=status,
+                )
+            if urlsplit(target).netloc != urlsplit(url).netloc:
+                # Storage signs its own URLs; the registry's token is not its.
+                headers = {k: v for k, v in headers.items() if k != "Authorization"}
+            url = target
+            response = self._start("GET", url, headers, None, what, repository)
+            if response.status not in _REDIRECTS:
+                return response
+        self._finish(response, "GET", MAX_ERROR_BODY, what)
+        raise RegistryError(
+            f"registry {self.name}: {what} of {repository}: expected at most "
+            f"{MAX_REDIRECTS} redirects"
+        )
+
     def _send(
         self,
         method: str,
@@ -484,11 +642,23 @@ class RegistryClient:
         what: str,
         repository: str | None,
     ) -> _Reply:
+        response = self._start(method, url, headers, body, what, repository)
+        return self._finish(response, method, limit, what)
+
+    def _start(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        what: str,
+        repository: str | None,
+    ) -> BaseHTTPResponse:
         with self._lock:
             self.requests += 1
         logger.debug("%s %s", method, urlsplit(url).path)
         try:
-            response = self._pool.request(
+            return self._pool.request(
                 method,
                 url,
                 body=body,
@@ -499,8 +669,13 @@ class RegistryClient:
         except HTTPError as exc:
             where = f" of {repository}" if repository else ""
             raise RegistryError(
-                f"registry {self.name}: {what}{where} failed: {type(exc).__name__}"
+                f"registry {self.name}: {what}{where} failed: {_transport_reason(exc)}"
             ) from exc
+
+    def _finish(
+        self, response: BaseHTTPResponse, method: str, limit: int, what: str
+    ) -> _Reply:
+        """Read the body (at most ``limit`` bytes) and release the connection."""
         try:
             data = b"" if method == "HEAD" else response.read(limit + 1)
         finally:
@@ -632,6 +807,14 @@ class BlobUpload:
                 f"registry {self.client.name}: upload to {self.repository}: expected "
                 f"Range 0-{end} after the chunk, got {value!r}"
             )
+
+
+def _transport_reason(exc: HTTPError) -> str:
+    """What went wrong below HTTP (refused, TLS, timeout), without the URL."""
+    cause = getattr(exc, "reason", None) or exc
+    # urllib3 starts with the connection's repr; the message names the host.
+    text = _CONNECTION_RE.sub("", str(cause)).strip()
+    return f"{type(cause).__name__}: {text}"[:300] if text else type(cause).__name__
 
 
 def _error_body(body: bytes) -> tuple[tuple[str, ...], str]:

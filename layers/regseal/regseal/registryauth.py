@@ -14,7 +14,8 @@ Registries answer an unauthenticated request with 401 and a
 Credentials come from Secrets Manager or SSM Parameter Store (through
 Powertools parameters, cached) when ``REGSEAL_REGISTRY_CREDENTIALS`` names
 one, otherwise from ``REGSEAL_REGISTRY_USERNAME`` and
-``REGSEAL_REGISTRY_PASSWORD``. Nothing here logs or puts into an error
+``REGSEAL_REGISTRY_PASSWORD``; commands also take a ``USER:PASSWORD`` option
+(:func:`command_line_credentials`). Nothing here logs or puts into an error
 message a password, a token or an ``Authorization`` header.
 """
 
@@ -40,6 +41,7 @@ SECRETS_MANAGER_PREFIX = "secretsmanager:"
 SSM_PREFIX = "ssm:"
 USERNAME_VARIABLE = "REGSEAL_REGISTRY_USERNAME"
 PASSWORD_VARIABLE = "REGSEAL_REGISTRY_PASSWORD"  # noqa: S105 (a variable name)
+LOCATION_VARIABLE = "REGSEAL_REGISTRY_CREDENTIALS"
 
 # The token protocol's default lifetime when a response names none.
 DEFAULT_TOKEN_SECONDS = 60
@@ -80,6 +82,8 @@ class CredentialSource:
         env: the environment to read when ``location`` is empty.
         loader: reads ``location``'s value; by default Powertools
             parameters (Secrets Manager or SSM, cached for 5 minutes).
+        label: how messages name where the account comes from (a command
+            line option, say); by default ``location`` or the variables.
 
     Raises:
         CredentialsError: ``location`` names no supported store.
@@ -91,8 +95,10 @@ class CredentialSource:
         *,
         env: Mapping[str, str] | None = None,
         loader: Loader | None = None,
+        label: str = "",
     ) -> None:
         self.location = location
+        self._label = label
         self._env = os.environ if env is None else env
         store, _, self._name = location.partition(":")
         if location and f"{store}:" not in {SECRETS_MANAGER_PREFIX, SSM_PREFIX}:
@@ -117,6 +123,8 @@ class CredentialSource:
     @property
     def description(self) -> str:
         """Where the credentials come from, for error messages."""
+        if self._label:
+            return self._label
         if self.location:
             return self.location
         return f"${USERNAME_VARIABLE}/${PASSWORD_VARIABLE}"
@@ -154,6 +162,41 @@ class CredentialSource:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         return _parse_credentials(value, self.location)
+
+
+def command_line_credentials(
+    value: str | None, option: str, *, env: Mapping[str, str] | None = None
+) -> CredentialSource:
+    """The account of a command: ``option``'s ``USER:PASSWORD``, else the seal's.
+
+    Without the option, the account is the one the seal reads:
+    ``$REGSEAL_REGISTRY_CREDENTIALS`` when set, else
+    ``$REGSEAL_REGISTRY_USERNAME``/``$REGSEAL_REGISTRY_PASSWORD``; with none of
+    them, requests are anonymous and a refusal names both ways to give one.
+
+    Args:
+        value: the option's value, or None when it was not given.
+        option: the option's name (``--src-creds``), for messages.
+        env: the environment; by default ``os.environ``.
+
+    Raises:
+        CredentialsError: ``value`` is not ``USER:PASSWORD`` (the message
+            does not repeat it: it may hold most of a password).
+    """
+    environ = os.environ if env is None else env
+    if value is None:
+        location = environ.get(LOCATION_VARIABLE, "")
+        unset = not location and not any(
+            environ.get(name) for name in (USERNAME_VARIABLE, PASSWORD_VARIABLE)
+        )
+        label = f"{option} or ${USERNAME_VARIABLE}/${PASSWORD_VARIABLE}"
+        return CredentialSource(location, env=environ, label=label if unset else "")
+    username, colon, password = value.partition(":")
+    if not colon or not username or not password:
+        raise CredentialsError(f"{option}: expected USERNAME:PASSWORD, both non-empty")
+    return CredentialSource(
+        env={USERNAME_VARIABLE: username, PASSWORD_VARIABLE: password}, label=option
+    )
 
 
 def _parse_credentials(value: Any, where: str) -> Credentials:
@@ -392,20 +435,20 @@ class Authenticator:
                     raise RegistryAuthError(
                         f"registry {self.registry}: refused the credentials of "
                         f"{account.username!r} (from {self.credentials.description})"
-                        f" for scope {scope!r}: expected an account with that access",
+                        f" {_for_scope(scope)}: expected an account with that access",
                         status=401,
                     )
             if account is None:
                 raise RegistryAuthError(
-                    f"registry {self.registry}: requires basic auth for scope "
-                    f"{scope!r}; expected credentials in "
+                    f"registry {self.registry}: requires basic auth "
+                    f"{_for_scope(scope)}; expected credentials in "
                     f"{self.credentials.description}",
                     status=401,
                 )
             return account.basic()
         schemes = ", ".join(sorted(challenges)) or "none"
         raise RegistryAuthError(
-            f"registry {self.registry}: answered 401 for scope {scope!r} with "
+            f"registry {self.registry}: answered 401 {_for_scope(scope)} with "
             f"challenge schemes {schemes}; expected Basic or Bearer with a realm",
             status=401,
         )
@@ -440,14 +483,14 @@ class Authenticator:
             who = repr(account.username) if account else "anonymous access"
             raise RegistryAuthError(
                 f"registry {self.registry}: token service {realm} refused {who} "
-                f"(credentials from {self.credentials.description}) for scope "
-                f"{scope!r} with HTTP {reply.status}",
+                f"(credentials from {self.credentials.description}) "
+                f"{_for_scope(scope)} with HTTP {reply.status}",
                 status=reply.status,
             )
         if reply.status != 200:
             raise RegistryAuthError(
                 f"registry {self.registry}: token service {realm} answered HTTP "
-                f"{reply.status} for scope {scope!r}; expected 200",
+                f"{reply.status} {_for_scope(scope)}; expected 200",
                 status=reply.status,
             )
         value, lifetime = _parse_token_reply(reply.body, realm)
@@ -457,6 +500,11 @@ class Authenticator:
         )
         margin = min(TOKEN_RENEW_MARGIN, lifetime / 2)
         return _Token(value, started + lifetime - margin)
+
+
+def _for_scope(scope: str) -> str:
+    """``for scope '...'``; the API root (``GET /v2/``) needs none."""
+    return f"for scope {scope!r}" if scope else "for the API root (GET /v2/)"
 
 
 def _parse_token_reply(body: bytes, realm: str) -> tuple[str, float]:

@@ -1,183 +1,119 @@
-"""A small client of the distribution registry HTTP API (OCI distribution spec).
+"""A registry repository as the source of ``regseal decrypt``.
 
-It reads what ``regseal decrypt`` needs: manifests by tag or digest (with
-``Accept`` headers for the OCI and Docker schema2 manifest and index types)
-and blobs by digest, streamed and checked against their digest and size.
+An adapter: :class:`RegistrySource` is :class:`regseal.decrypt.ImageSource`
+over :class:`regseal.registryapi.RegistryClient`, which does the HTTP
+(``Accept`` list, digest checks, streamed blobs, Basic and Bearer-token
+auth). What this module adds is the command line user's view:
 
-Transport: plain http for loopback hosts (``127.0.0.1``, ``localhost``,
-``[::1]``); https otherwise, verified unless ``tls_verify`` is False, in
-which case https is tried without certificate checks and, if that fails,
-plain http, as skopeo's ``--src-tls-verify=false`` does. Proxies come from the usual
-environment variables (``urllib``).
+- the transport, chosen once with ``GET /v2/`` as skopeo chooses it: plain
+  http for loopback hosts (``127.0.0.1``, ``localhost``, ``[::1]``); https
+  otherwise, verified unless ``tls_verify`` is False, in which case https is
+  tried without certificate checks and then plain http (skopeo's
+  ``--src-tls-verify=false``). That first request also tries the
+  credentials, so refused ones fail the command before anything is written;
+- messages that start with the image reference (``docker://HOST/REPO:TAG``).
 
-NOTE: registries that require a login (bearer token or basic auth) answer
-401; the client reports that and stops. Token auth is not implemented yet.
-
-Public API: :data:`MANIFEST_ACCEPT`, :class:`RegistrySource`.
+Public API: :class:`RegistrySource`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import ssl
-import urllib.error
-import urllib.request
-from collections.abc import Callable
-from http.client import HTTPResponse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from regseal.digest import Digest
-from regseal.errors import IntegrityError, NotFoundError, RegistryError
+from regseal.errors import IntegrityError, RegistryError, RegistryNotFoundError
 from regseal.imageref import RegistryReference
-from regseal.manifest import (
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-    MAX_MANIFEST_BYTES,
-    OCI_INDEX,
-    OCI_MANIFEST,
-)
+from regseal.registryapi import Manifest, RegistryClient
+from regseal.registryauth import CredentialSource
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_ACCEPT = ", ".join(
-    (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
-)
-READ_CHUNK = 1 << 20
 TIMEOUT = 60.0
 
 
 class RegistrySource:
-    """Reads one repository of a registry.
+    """Reads one repository of a registry through a connected client.
+
+    Use :meth:`connect` to choose the transport and check the credentials.
 
     Args:
         ref: The image reference (host, repository, tag or digest).
-        tls_verify: None for the default (verified https, plain http on
-            loopback); False to skip certificate checks and allow plain
-            http; True to require verified https even on loopback.
-        timeout: Seconds for each connection and read.
+        client: A client of ``ref``'s registry.
     """
 
-    def __init__(
-        self,
-        ref: RegistryReference,
-        *,
-        tls_verify: bool | None = None,
-        timeout: float = TIMEOUT,
-    ) -> None:
+    def __init__(self, ref: RegistryReference, client: RegistryClient) -> None:
         self.ref = ref
+        self.client = client
         self.name = str(ref)
         self.repository: str | None = ref.repository
-        self._timeout = timeout
-        self._tls_verify = tls_verify
-        self._context: ssl.SSLContext | None = None
+
+    @classmethod
+    def connect(
+        cls,
+        ref: RegistryReference,
+        credentials: CredentialSource | None = None,
+        *,
+        tls_verify: bool | None = None,
+        ca_bundle: str | None = None,
+        timeout: float = TIMEOUT,
+    ) -> RegistrySource:
+        """Find the scheme the registry answers on and log in.
+
+        Args:
+            ref: The image reference.
+            credentials: The account; None for anonymous access.
+            tls_verify: None for the default (verified https, plain http on
+                loopback); False to skip certificate checks and allow plain
+                http; True to require verified https even on loopback.
+            ca_bundle: A PEM file of CAs to verify the registry with.
+            timeout: Seconds for each connection and read.
+
+        Raises:
+            RegistryAuthError: The registry wants an account and none was
+                given, or it (or its token service) refused the one given.
+            RegistryError: The registry does not answer on any scheme tried.
+        """
         if tls_verify is False:
-            self._context = ssl.create_default_context()
-            self._context.check_hostname = False
-            self._context.verify_mode = ssl.CERT_NONE
-        self._base: str | None = None
-
-    # -- transport ---------------------------------------------------------
-
-    def _open(self, url: str, accept: str | None = None) -> HTTPResponse:
-        request = urllib.request.Request(url)  # noqa: S310 (http(s) URLs only)
-        if accept:
-            request.add_header("Accept", accept)
-        response: HTTPResponse = urllib.request.urlopen(  # noqa: S310
-            request, timeout=self._timeout, context=self._context
-        )
-        return response
-
-    def _base_url(self) -> str:
-        """Find the scheme the registry answers on with a ``GET /v2/``."""
-        if self._base is not None:
-            return self._base
-        if self._tls_verify is False:
             schemes = ["https", "http"]
-        elif self.ref.is_loopback and self._tls_verify is None:
+        elif ref.is_loopback and tls_verify is None:
             schemes = ["http"]
         else:
             schemes = ["https"]
         failures = []
         for scheme in schemes:
-            base = f"{scheme}://{self.ref.host}/v2/"
+            client = RegistryClient(
+                f"{scheme}://{ref.host}",
+                credentials,
+                ca_bundle=ca_bundle,
+                tls_verify=tls_verify is not False,
+                timeout=timeout,
+            )
+            source = cls(ref, client)
             try:
-                with self._open(base):
-                    pass
-            except urllib.error.HTTPError as exc:
-                if exc.code == 401:
-                    raise RegistryError(
-                        f"{self.name}: the registry requires authentication "
-                        f"({exc.headers.get('WWW-Authenticate', 'no challenge')}); "
-                        "regseal decrypt does not log in to registries yet"
-                    ) from None
-                raise RegistryError(
-                    f"{self.name}: expected HTTP 200 from {base}, got {exc.code}"
-                ) from None
-            except (urllib.error.URLError, OSError) as exc:
-                failures.append(f"{base}: {getattr(exc, 'reason', exc)}")
+                client.ping()
+            except RegistryError as exc:
+                if exc.status is not None:
+                    raise source._renamed(exc, "GET /v2/") from exc.__cause__
+                # No HTTP answer at all (refused, TLS, timeout): next scheme.
+                failures.append(f"{scheme}: {exc}")
                 continue
-            self._base = base
-            return base
+            logger.debug("%s answers on %s", ref.host, scheme)
+            return source
         raise RegistryError(
-            f"{self.name}: the registry does not answer ({'; '.join(failures)})"
+            f"{ref}: the registry does not answer ({'; '.join(failures)})"
         )
-
-    def _get(self, path: str, what: str, accept: str | None = None) -> HTTPResponse:
-        url = f"{self._base_url()}{self.ref.repository}/{path}"
-        try:
-            return self._open(url, accept)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                raise NotFoundError(f"{self.name}: {what} not found") from None
-            if exc.code == 401:
-                raise RegistryError(
-                    f"{self.name}: {what}: the registry requires authentication"
-                ) from None
-            raise RegistryError(
-                f"{self.name}: {what}: expected HTTP 200, got {exc.code}"
-            ) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise RegistryError(
-                f"{self.name}: {what}: {getattr(exc, 'reason', exc)}"
-            ) from None
-
-    # -- manifests ---------------------------------------------------------
-
-    def _manifest(self, reference: str) -> tuple[bytes, Digest]:
-        what = f"manifest {reference}"
-        with self._get(f"manifests/{reference}", what, MANIFEST_ACCEPT) as response:
-            data = response.read(MAX_MANIFEST_BYTES + 1)
-            header = response.headers.get("Docker-Content-Digest")
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise RegistryError(
-                f"{self.name}: {what} is larger than {MAX_MANIFEST_BYTES} bytes"
-            )
-        digest = Digest.of(data)
-        if header and header != digest.value:
-            raise IntegrityError(
-                f"{self.name}: {what} hashes to {digest}, the registry says {header}"
-            )
-        return data, digest
 
     def top(self) -> tuple[bytes, Digest]:
         """The manifest or index the reference names, and its digest."""
-        data, digest = self._manifest(self.ref.reference)
-        if self.ref.digest is not None and digest != self.ref.digest:
-            raise IntegrityError(
-                f"{self.name}: the manifest hashes to {digest}, not the digest "
-                "asked for"
-            )
-        return data, digest
+        found = self._manifest(self.ref.reference)
+        return found.data, found.digest
 
     def manifest(self, digest: Digest) -> bytes:
         """A manifest by digest, checked against it."""
-        data, actual = self._manifest(digest.value)
-        if actual != digest:
-            raise IntegrityError(f"{self.name}: manifest {digest} hashes to {actual}")
-        return data
-
-    # -- blobs -------------------------------------------------------------
+        return self._manifest(digest.value).data
 
     def fetch(
         self,
@@ -193,26 +129,30 @@ class RegistrySource:
         Raises:
             IntegrityError: The bytes are not ``size`` long or do not hash to
                 ``digest``.
+            RegistryNotFoundError: The repository has no such blob.
         """
         into = scratch()
-        hasher = hashlib.sha256()
-        received = 0
-        with (
-            self._get(f"blobs/{digest}", f"blob {digest}") as response,
-            into.open("wb") as out,
-        ):
-            while chunk := response.read(READ_CHUNK):
-                received += len(chunk)
-                if received > size:
-                    raise IntegrityError(
-                        f"{self.name}: blob {digest} is longer than its {size} bytes"
-                    )
-                hasher.update(chunk)
-                out.write(chunk)
-                report(len(chunk))
-        if received != size or Digest.from_hash(hasher) != digest:
-            raise IntegrityError(
-                f"{self.name}: blob {digest} does not match its descriptor"
-            )
-        logger.debug("downloaded %s (%d bytes)", digest, size)
+        with self._naming(f"blob {digest}"), into.open("wb") as out:
+            self.client.fetch_blob(self.ref.repository, digest, size, out, report)
         return into
+
+    def _manifest(self, reference: str) -> Manifest:
+        with self._naming(f"manifest {reference}"):
+            return self.client.get_manifest(self.ref.repository, reference)
+
+    @contextmanager
+    def _naming(self, what: str) -> Iterator[None]:
+        """Put the image reference (and for a 404, what is missing) in front."""
+        try:
+            yield
+        except RegistryError as exc:
+            raise self._renamed(exc, what) from exc.__cause__
+        except IntegrityError as exc:
+            raise IntegrityError(f"{self.name}: {exc}") from None
+
+    def _renamed(self, exc: RegistryError, what: str) -> RegistryError:
+        if isinstance(exc, RegistryNotFoundError):
+            text = f"{self.name}: {what} not found ({exc})"
+        else:
+            text = f"{self.name}: {exc}"
+        return type(exc)(text, status=exc.status, codes=exc.codes)

@@ -227,6 +227,10 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     print(f"{'TAG':<48} {'STATE':<10} {'TEAM':<12} {'CURRENT':<8} PLAINTEXT")
     for row in rows:
+        if row.state == status.State.BROKEN.value:
+            # Why, instead of a row of dashes.
+            print(f"{row.repository + ':' + row.tag:<48} broken: {row.detail}")
+            continue
         reachable = {True: "reachable", False: "hidden", None: "-"}[
             row.plaintext_reachable
         ]

@@ -2,7 +2,9 @@
 
 Read-only: it reads tag links, manifests and revision links, and compares
 what each sealed manifest records (team, KMS key, recipient fingerprints,
-policy version) with the current policy.
+policy version) with the current policy. A tag that cannot be read is
+``broken`` with the reason in ``detail``: which link or manifest is missing
+or unreadable, named by digest and storage key.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import asdict, dataclass
 from regseal import manifest as mf
 from regseal import ocicrypt
 from regseal.digest import Digest
-from regseal.errors import RegsealError
+from regseal.errors import NotFoundError, RegsealError
 from regseal.inventory import RepositoryInventory
 from regseal.layout import decode_link
 from regseal.policy import Policy
@@ -55,10 +57,23 @@ def tag_status(sealer: Sealer, repository: str, tag: str, policy: Policy) -> Tag
     base = TagStatus(repository, tag, State.BROKEN.value)
     key = sealer.layout.tag_link(repository, tag)
     try:
-        digest = decode_link(sealer.store.get(key).data, key)
+        link = sealer.store.get(key).data
+    except NotFoundError:
+        return _replace(base, detail=f"tag link {key} missing")
+    except RegsealError as exc:
+        return _replace(base, detail=f"tag link {key} unreadable: {exc}")
+    try:
+        digest = decode_link(link, key)
+    except RegsealError as exc:
+        return _replace(base, detail=f"tag link unreadable: {exc}")
+    try:
         parsed = sealer.load_manifest(repository, digest)
     except RegsealError as exc:
-        return _replace(base, detail=str(exc))
+        return _replace(
+            base,
+            digest=digest.value,
+            detail=_manifest_problem(sealer, repository, digest, exc),
+        )
     if parsed is None:
         return _replace(base, state=State.NOT_IMAGE.value, digest=digest.value)
     if sealer.has_plaintext(repository, parsed):
@@ -116,6 +131,22 @@ def statuses(
         for inventory in inventories
         for tag in sorted(inventory.tags)
     ]
+
+
+def _manifest_problem(
+    sealer: Sealer, repository: str, digest: Digest, error: RegsealError
+) -> str:
+    """Why the manifest a tag points at cannot be read, for the status line."""
+    revision = sealer.layout.revision_link(repository, digest)
+    blob = sealer.layout.blob_data(digest)
+    try:
+        if not sealer.store.exists(revision):
+            return f"manifest {digest} not in the repository (no {revision})"
+        if not sealer.store.exists(blob):
+            return f"manifest {digest} missing (no {blob})"
+    except RegsealError as exc:
+        return f"manifest {digest} unreadable: {exc}"
+    return f"manifest {digest} unreadable: {error}"
 
 
 def _schemes(parsed: mf.ImageManifest | mf.ImageIndex) -> str:

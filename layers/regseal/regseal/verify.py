@@ -12,12 +12,11 @@ Metadata comes from an ``http(s)://`` URL or from ``s3://bucket/prefix/``
 metadata URL (``~/.cache/regseal/tuf/`` by default), so a later run also
 rejects metadata rolled back below what an earlier run trusted.
 
-The registry is asked over HTTPS, or over plain HTTP for a loopback registry
-(``127.0.0.1``, ``localhost``, ``[::1]``: the local stack) or with
-``--insecure``. Requests are anonymous.
-
-NOTE: registries that require a login (token or basic authentication) are not
-supported yet; verify against a registry that serves the manifest anonymously.
+The registry is asked through :class:`regseal.registryapi.RegistryClient`
+over HTTPS, or over plain HTTP for a loopback registry (``127.0.0.1``,
+``localhost``, ``[::1]``: the local stack) or with ``--insecure``. A registry
+that requires a login (basic or token auth) gets ``--creds USER:PASSWORD`` or
+the seal's account variables (:func:`regseal.registryauth.command_line_credentials`).
 """
 
 from __future__ import annotations
@@ -27,10 +26,7 @@ import hashlib
 import json
 import logging
 import os
-import ssl
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +35,15 @@ from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import TargetFile
 from tuf.ngclient import FetcherInterface, Updater
 
-from regseal.errors import FormatError, RegsealError, VerificationError
+from regseal.errors import (
+    FormatError,
+    RegistryAuthError,
+    RegistryError,
+    RegsealError,
+    VerificationError,
+)
+from regseal.registryapi import RegistryClient
+from regseal.registryauth import CredentialSource, command_line_credentials
 from regseal.tuf.fetcher import S3Fetcher
 from regseal.tuf.targets import check_repository, check_tag, target_path
 
@@ -51,7 +55,7 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+CREDS = "--creds"
 _LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
 
 
@@ -98,10 +102,15 @@ class ImageReference:
             name = self.host.split(":")[0]
         return name in _LOOPBACK
 
+    def registry_url(self, insecure: bool = False) -> str:
+        """``http(s)://host[:port]`` of the registry."""
+        scheme = "http" if insecure or self.loopback else "https"
+        return f"{scheme}://{self.host}"
+
     def manifest_url(self, insecure: bool = False) -> str:
         """``GET`` URL of the tag's manifest."""
-        scheme = "http" if insecure or self.loopback else "https"
-        return f"{scheme}://{self.host}/v2/{self.repository}/manifests/{self.tag}"
+        base = self.registry_url(insecure)
+        return f"{base}/v2/{self.repository}/manifests/{self.tag}"
 
 
 @dataclass(frozen=True)
@@ -146,15 +155,31 @@ def trusted_target(
     metadata_url: str,
     cache_dir: Path,
     fetcher: FetcherInterface | None = None,
+    root_name: str = "the trusted root",
 ) -> TargetFile:
     """Run the TUF client workflow and return the target at ``path``.
 
+    Args:
+        path: The target's path (``<repository>/tags/<tag>``).
+        root: The trusted root metadata to start from.
+        metadata_url: Where the metadata is (``http(s)://`` or ``s3://``).
+        cache_dir: Trusted metadata of earlier runs (rollback protection).
+        fetcher: Downloads metadata; by default by the URL's scheme.
+        root_name: How messages name ``root`` (its file, say).
+
     Raises:
-        VerificationError: metadata not trusted, or no such target.
+        VerificationError: metadata not trusted, or no such target; the
+            message names the root file, the cache or the metadata URL, and
+            the target.
     """
     if fetcher is None and metadata_url.startswith("s3://"):
         fetcher = S3Fetcher()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VerificationError(
+            f"cannot use the metadata cache {cache_dir}: {exc.strerror or exc}"
+        ) from exc
     try:
         updater = Updater(
             metadata_dir=str(cache_dir),
@@ -162,22 +187,47 @@ def trusted_target(
             fetcher=fetcher,
             bootstrap=root,
         )
+    except tuf_errors.RepositoryError as exc:
+        raise VerificationError(
+            f"{root_name}: expected a valid, self-signed TUF root: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    except OSError as exc:
+        raise VerificationError(
+            f"cannot write the trusted root into the metadata cache {cache_dir}: "
+            f"{exc.strerror or exc}"
+        ) from exc
+    where = f"TUF metadata at {metadata_url} (target {path!r})"
+    try:
         updater.refresh()
         target = updater.get_targetinfo(path)
     except tuf_errors.ExpiredMetadataError as exc:
-        raise VerificationError(f"metadata expired: {exc}") from exc
+        raise VerificationError(f"metadata expired: {where}: {exc}") from exc
     except tuf_errors.BadVersionNumberError as exc:
-        raise VerificationError(f"metadata rolled back: {exc}") from exc
+        raise VerificationError(
+            f"metadata rolled back: {where}: {exc} (compared with the trusted "
+            f"metadata cached in {cache_dir})"
+        ) from exc
     except tuf_errors.UnsignedMetadataError as exc:
-        raise VerificationError(f"metadata not signed by trusted keys: {exc}") from exc
+        raise VerificationError(
+            f"metadata not signed by trusted keys: {where}: {exc}"
+        ) from exc
     except tuf_errors.LengthOrHashMismatchError as exc:
-        raise VerificationError(f"metadata does not match snapshot: {exc}") from exc
+        raise VerificationError(
+            f"metadata does not match snapshot: {where}: {exc}"
+        ) from exc
     except tuf_errors.RepositoryError as exc:
-        raise VerificationError(f"metadata not trusted: {exc}") from exc
+        raise VerificationError(
+            f"metadata not trusted: {where}: {type(exc).__name__}: {exc}"
+        ) from exc
     except tuf_errors.DownloadError as exc:
-        raise VerificationError(f"cannot download metadata: {exc}") from exc
+        raise VerificationError(
+            f"cannot download metadata: {where}: {_reason(exc)}"
+        ) from exc
     except (OSError, ValueError) as exc:
-        raise VerificationError(f"cannot use the trusted root or cache: {exc}") from exc
+        raise VerificationError(
+            f"cannot use the metadata cache {cache_dir} for {where}: {exc}"
+        ) from exc
     if target is None:
         raise VerificationError(
             f"unknown target: no TUF target {path!r} in the metadata at {metadata_url}"
@@ -185,33 +235,46 @@ def trusted_target(
     return target
 
 
+def _reason(exc: Exception) -> str:
+    """An exception's text, or its cause's when it has none (tuf's downloads)."""
+    text = str(exc).strip()
+    cause = exc.__cause__
+    if not text and cause is not None:
+        text = f"{type(cause).__name__}: {cause}"
+    return text or type(exc).__name__
+
+
 def fetch_manifest(
-    reference: ImageReference, *, insecure: bool = False, timeout: float = 30.0
+    reference: ImageReference,
+    *,
+    insecure: bool = False,
+    timeout: float = 30.0,
+    credentials: CredentialSource | None = None,
 ) -> bytes:
     """The manifest bytes the registry serves for the tag.
 
     Raises:
-        VerificationError: the registry does not serve it.
+        VerificationError: the registry does not serve it; the message names
+            the URL and the reference.
     """
     url = reference.manifest_url(insecure)
-    request = urllib.request.Request(  # noqa: S310 (scheme chosen above)
-        url, headers={"Accept": ", ".join(MANIFEST_TYPES)}
+    client = RegistryClient(
+        reference.registry_url(insecure), credentials, timeout=timeout
     )
-    context = ssl.create_default_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(  # noqa: S310
-            request, timeout=timeout, context=context
-        ) as response:
-            data: bytes = response.read(MAX_MANIFEST_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise VerificationError(f"registry: GET {url} answered {exc.code}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise VerificationError(f"registry: GET {url} failed ({exc})") from exc
-    if len(data) > MAX_MANIFEST_BYTES:
+        return client.get_manifest(reference.repository, reference.tag).data
+    except RegistryAuthError as exc:
+        raise VerificationError(f"registry: GET {url} for {reference}: {exc}") from exc
+    except RegistryError as exc:
+        if exc.status is None:
+            raise VerificationError(
+                f"registry: GET {url} failed for {reference}: {exc}"
+            ) from exc
+        codes = f" {'/'.join(exc.codes)}" if exc.codes else ""
         raise VerificationError(
-            f"registry: {url} served more than {MAX_MANIFEST_BYTES} bytes"
-        )
-    return data
+            f"registry: GET {url} answered {exc.status}{codes} for {reference}; "
+            "expected 200 with the tag's manifest"
+        ) from exc
 
 
 def verify(
@@ -223,12 +286,16 @@ def verify(
     insecure: bool = False,
     fetcher: FetcherInterface | None = None,
     timeout: float = 30.0,
+    root_name: str = "the trusted root",
+    credentials: CredentialSource | None = None,
 ) -> VerifiedManifest:
     """Verify that the registry serves the manifest TUF says the tag has.
 
     Raises:
         VerificationError: with the reason (expired or rolled-back metadata,
-            unknown target, digest or length mismatch, registry error).
+            unknown target, digest or length mismatch, registry error),
+            naming the metadata URL or file, the target and, for a
+            mismatch, both digests and lengths.
     """
     path = target_path(reference.repository, reference.tag)
     target = trusted_target(
@@ -237,19 +304,32 @@ def verify(
         metadata_url=metadata_url,
         cache_dir=cache_dir or default_cache_dir(metadata_url),
         fetcher=fetcher,
+        root_name=root_name,
     )
-    data = fetch_manifest(reference, insecure=insecure, timeout=timeout)
+    if "sha256" not in target.hashes:
+        raise VerificationError(
+            f"TUF target {path!r} at {metadata_url}: expected a sha256 hash, got "
+            f"{', '.join(sorted(target.hashes)) or 'none'}"
+        )
+    data = fetch_manifest(
+        reference, insecure=insecure, timeout=timeout, credentials=credentials
+    )
     served = "sha256:" + hashlib.sha256(data).hexdigest()
-    expected = "sha256:" + target.hashes.get("sha256", "?")
+    expected = "sha256:" + target.hashes["sha256"]
     if served != expected or len(data) != target.length:
         raise VerificationError(
             f"manifest mismatch for {reference}: the registry serves {served} "
-            f"({len(data)} bytes), TUF says {expected} ({target.length} bytes)"
+            f"({len(data)} bytes) at {reference.manifest_url(insecure)}, TUF "
+            f"target {path!r} at {metadata_url} says {expected} "
+            f"({target.length} bytes)"
         )
     try:
         target.verify_length_and_hashes(data)
     except tuf_errors.LengthOrHashMismatchError as exc:
-        raise VerificationError(f"manifest mismatch for {reference}: {exc}") from exc
+        raise VerificationError(
+            f"manifest mismatch for {reference} against TUF target {path!r} at "
+            f"{metadata_url}: {exc}"
+        ) from exc
     custom = target.custom if isinstance(target.custom, dict) else {}
     return VerifiedManifest(reference, path, served, len(data), dict(custom))
 
@@ -280,6 +360,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="use plain HTTP for a registry that is not on loopback",
     )
+    parser.add_argument(
+        CREDS,
+        metavar="USER:PASSWORD",
+        help="the account for a registry that requires a login (basic or token "
+        "auth); default $REGSEAL_REGISTRY_USERNAME and $REGSEAL_REGISTRY_PASSWORD, "
+        "or $REGSEAL_REGISTRY_CREDENTIALS",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(run=run)
     return parser
@@ -296,13 +383,17 @@ def run(args: argparse.Namespace) -> int:
         try:
             root = Path(args.root).read_bytes()
         except OSError as exc:
-            raise VerificationError(f"cannot read trusted root {args.root}") from exc
+            raise VerificationError(
+                f"cannot read trusted root {args.root}: {exc.strerror or exc}"
+            ) from exc
         result = verify(
             reference,
             root=root,
             metadata_url=args.metadata,
             cache_dir=args.cache_dir,
             insecure=args.insecure,
+            root_name=f"trusted root {args.root}",
+            credentials=command_line_credentials(args.creds, CREDS),
         )
     except RegsealError as exc:
         print(f"regseal verify: FAILED: {exc}", file=sys.stderr)
