@@ -676,9 +676,14 @@ class RegistryClient:
         self, response: BaseHTTPResponse, method: str, limit: int, what: str
     ) -> _Reply:
         """Read the body (at most ``limit`` bytes) and release the connection."""
+        data = b""
         try:
             data = b"" if method == "HEAD" else response.read(limit + 1)
         finally:
+            if len(data) > limit:
+                # The rest of the body is still on the wire: a pooled
+                # connection would hand it to the next request as its answer.
+                response.close()
             response.release_conn()
         if len(data) > limit:
             raise RegistryError(
