@@ -19,8 +19,10 @@ Errors become :class:`~regseal.errors.RegistryError` subclasses whose
 messages name the registry, the repository, the operation and what was
 expected, with the distribution error codes of the response body.
 Authentication is :class:`~regseal.registryauth.Authenticator`'s job; the
-client only hands it the challenges. Requests never go through a proxy from
-the environment, and only blob downloads follow redirects.
+client only hands it the challenges. Requests go through the proxy the
+environment names for their URL (:mod:`regseal.httpproxy`: ``HTTPS_PROXY``,
+``HTTP_PROXY``, ``NO_PROXY``; loopback always direct), and only blob
+downloads follow redirects.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
 import warnings
@@ -50,6 +53,7 @@ from regseal.errors import (
     RegistryError,
     RegistryNotFoundError,
 )
+from regseal.httpproxy import proxy_for
 from regseal.layout import validate_repository, validate_tag
 from regseal.registryauth import (
     CATALOG_SCOPE,
@@ -120,7 +124,9 @@ class RegistryClient:
             self-signed one, as skopeo's ``--tls-verify=false``).
         timeout: seconds to wait for a connection and for each response.
         page_size: entries asked for per page of a listing.
-        pool: an urllib3 pool to share (tests); by default a new one.
+        pool: an urllib3 pool to share for every request (tests); by default
+            one per proxy the environment names (none: direct).
+        env: where proxy variables are read; by default ``os.environ``.
 
     Thread-safe: the upload pipeline uploads from one thread while another
     reads.
@@ -136,6 +142,7 @@ class RegistryClient:
         timeout: float = 120.0,
         page_size: int = PAGE_SIZE,
         pool: urllib3.PoolManager | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
@@ -149,16 +156,19 @@ class RegistryClient:
             unverified = {"cert_reqs": "CERT_NONE", "assert_hostname": False}
             # The caller asked for it; urllib3 would warn on every request.
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-        self._pool = pool or urllib3.PoolManager(
-            num_pools=4,
-            maxsize=8,
-            ca_certs=ca_bundle,
+        self._pool_options: dict[str, Any] = {
+            "num_pools": 4,
+            "maxsize": 8,
+            "ca_certs": ca_bundle,
             **unverified,
-            retries=urllib3.Retry(
+            "retries": urllib3.Retry(
                 total=2, connect=2, read=0, status=0, other=0, redirect=False
             ),
-            timeout=urllib3.Timeout(connect=min(timeout, 15.0), read=timeout),
-        )
+            "timeout": urllib3.Timeout(connect=min(timeout, 15.0), read=timeout),
+        }
+        self._shared_pool = pool
+        self._pools: dict[str | None, urllib3.PoolManager] = {}
+        self._env = os.environ if env is None else env
         self.auth = Authenticator(
             self.name, credentials or CredentialSource(env={}), self._fetch_token
         )
@@ -520,7 +530,7 @@ class RegistryClient:
         if authorization:
             headers["Authorization"] = authorization
         try:
-            response = self._pool.request(
+            response = self._pool_for(url).request(
                 "GET", url, headers=headers, redirect=False, preload_content=False
             )
         except HTTPError as exc:
@@ -645,6 +655,28 @@ class RegistryClient:
         response = self._start(method, url, headers, body, what, repository)
         return self._finish(response, method, limit, what)
 
+    def _pool_for(self, url: str) -> urllib3.PoolManager:
+        """The connection pool for ``url``: direct, or through its proxy."""
+        if self._shared_pool is not None:
+            return self._shared_pool
+        proxy = proxy_for(url, self._env)
+        with self._lock:
+            pool = self._pools.get(proxy)
+            if pool is None:
+                if proxy is None:
+                    pool = urllib3.PoolManager(**self._pool_options)
+                else:
+                    where = urlsplit(proxy)  # never log a proxy's password
+                    logger.debug(
+                        "registry %s through proxy %s:%s",
+                        self.name,
+                        where.hostname,
+                        where.port,
+                    )
+                    pool = urllib3.ProxyManager(proxy, **self._pool_options)
+                self._pools[proxy] = pool
+            return pool
+
     def _start(
         self,
         method: str,
@@ -658,7 +690,7 @@ class RegistryClient:
             self.requests += 1
         logger.debug("%s %s", method, urlsplit(url).path)
         try:
-            return self._pool.request(
+            return self._pool_for(url).request(
                 method,
                 url,
                 body=body,

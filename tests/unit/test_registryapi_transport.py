@@ -1,9 +1,13 @@
-"""A response over the client's size limit must not poison the next request.
+"""The registry client's transport: oversize answers, and proxies.
 
 The registry may send a body far larger than regseal accepts (a hostile or
 broken manifest). The client stops reading at its limit; the rest of that
 body must not stay on a pooled connection, where it would be read as the
 answer to the next request on the same keep-alive connection.
+
+Behind a corporate proxy, requests go where ``HTTP(S)_PROXY`` says. The test
+registry is the proxy itself: it answers requests for a name that never
+resolves, so nothing leaves loopback.
 """
 
 from __future__ import annotations
@@ -39,9 +43,11 @@ OVERSIZE = mf.MAX_MANIFEST_BYTES + 8 * 1024 * 1024  # well past the limit
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: one connection for both GETs
     connections: set[tuple[str, int]] = set()  # noqa: RUF012
+    requests: list[tuple[str, str]] = []  # noqa: RUF012
 
     def do_GET(self) -> None:
         self.connections.add(self.client_address)
+        self.requests.append((self.path, self.headers.get("Host", "")))
         if self.path.endswith("/manifests/big"):
             body = b"{" + b" " * (OVERSIZE - 2) + b"}"
         else:
@@ -70,6 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def registry() -> Iterator[str]:
     _Handler.connections = set()
+    _Handler.requests = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -93,3 +100,27 @@ def test_oversize_manifest_is_refused_and_the_next_request_gets_its_own_answer(
     assert manifest.digest == Digest.of(SMALL)
     # The oversize answer's connection was dropped, not handed back to the pool.
     assert len(_Handler.connections) == 2
+
+
+def test_requests_go_through_the_proxy_the_environment_names(registry):
+    # The registry's name never resolves: only the proxy can answer for it.
+    client = RegistryClient(
+        "http://registry.invalid", env={"HTTP_PROXY": registry, "NO_PROXY": "other"}
+    )
+
+    manifest = client.get_manifest("team-a/app", "small")
+
+    assert manifest.data == SMALL
+    assert _Handler.requests == [
+        ("http://registry.invalid/v2/team-a/app/manifests/small", "registry.invalid")
+    ]
+
+
+def test_a_loopback_registry_is_reached_directly_whatever_the_proxy(registry):
+    # Port 9 (discard) on loopback: nothing listens there for this test.
+    client = RegistryClient(registry, env={"HTTP_PROXY": "http://127.0.0.1:9"})
+
+    manifest = client.get_manifest("team-a/app", "small")
+
+    assert manifest.data == SMALL
+    assert [path for path, _ in _Handler.requests] == ["/v2/team-a/app/manifests/small"]
