@@ -31,6 +31,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -58,6 +59,14 @@ logger = logging.getLogger(__name__)
 # Indexes may nest (an index of indexes); deeper than this is refused, which
 # also ends an index that lists itself.
 MAX_INDEX_DEPTH = 4
+
+REFERENCE_READERS = 16
+"""Manifest revisions read at once when hiding needs what a repository uses.
+
+S3 answers a small GET in tens of milliseconds; the reads overlap on
+sockets, not on CPU, so more threads than cores pay off."""
+REFERENCE_CACHE_SIZE = 10_000
+"""Manifests whose references a warm function remembers (a few MB)."""
 
 # Layers with ``urls`` are never encrypted: their content is not in the
 # registry. Docker foreign layers are not either, having no encrypted form.
@@ -804,19 +813,28 @@ class Sealer:
     def _repository_references(self, repository: str) -> dict[Digest, set[Digest]]:
         """For each manifest revision of the repository, what it references.
 
-        NOTE: reads every revision of the repository on each seal; fine for
-        hundreds of revisions, a per-repository reference index is the way
+        Manifests not yet in the cache are read :data:`REFERENCE_READERS` at a
+        time: the first seal in a cold function reads every revision.
+
+        NOTE: still one GET per revision the function has not seen; fine for
+        thousands of revisions, a per-repository reference index is the way
         for many more.
         """
-        references: dict[Digest, set[Digest]] = {}
         prefix = self.layout.revisions_prefix(repository)
+        digests: list[Digest] = []
         for hex_part in self.store.list_children(prefix):
             try:
-                digest = Digest.parse("sha256:" + hex_part)
+                digests.append(Digest.parse("sha256:" + hex_part))
             except ValueError:
                 continue
-            references[digest] = self._referenced_digests(digest)
-        return references
+        unseen = [d for d in digests if d not in self._references_cache]
+        if len(unseen) > 1:
+            with ThreadPoolExecutor(REFERENCE_READERS, "regseal-refs") as readers:
+                for digest, found in zip(
+                    unseen, readers.map(self._read_references, unseen), strict=True
+                ):
+                    self._cache_references(digest, found)
+        return {digest: self._referenced_digests(digest) for digest in digests}
 
     def _referenced_digests(self, digest: Digest) -> set[Digest]:
         """Digests a manifest of any kind references: layers, config, children.
@@ -827,18 +845,21 @@ class Sealer:
         cached = self._references_cache.get(digest)
         if cached is None:
             cached = self._read_references(digest)
-            if cached is None:
-                return set()
-            if len(self._references_cache) > 10_000:
-                self._references_cache.clear()
-            self._references_cache[digest] = cached
-        return cached
+            self._cache_references(digest, cached)
+        return cached if cached is not None else set()
+
+    def _cache_references(self, digest: Digest, found: set[Digest] | None) -> None:
+        if found is None:
+            return  # not cached: a missing blob says nothing lasting
+        if len(self._references_cache) > REFERENCE_CACHE_SIZE:
+            self._references_cache.clear()
+        self._references_cache[digest] = found
 
     def _read_references(self, digest: Digest) -> set[Digest] | None:
         try:
             doc = json.loads(self.store.get(self.layout.blob_data(digest)).data)
         except NotFoundError:
-            return None  # not cached: a missing blob says nothing lasting
+            return None
         except ValueError:
             return set()
         if not isinstance(doc, dict):
