@@ -25,6 +25,10 @@ the sealed image of the older push. The second HEAD catches every push that
 lands after the PUT (the seal then reports the tag as moved and hides
 nothing); it cannot see one that landed before. See docs/harbor.md.
 
+A revision event asks the API which tags resolve to its manifest
+(:meth:`ApiWriteBack.tags_for_revision`), since a registry that keeps tags
+in its database may never write a tag link for the seal to hear of.
+
 Before any deletion the registry's own view is checked, since it can differ
 from storage (Harbor resolves tags from its database; Harbor 2.15 and later
 write no tag links to storage at all): a manifest that a tag still resolves
@@ -223,6 +227,13 @@ class ApiWriteBack:
         if not self.client.delete_blob(repository, digest):
             logger.debug("blob %s of %s was already unlinked", digest, repository)
 
+    def tags_for_revision(self, repository: str, digest: Digest) -> list[str]:
+        # The registry's API is the authority on tags: Harbor 2.15 and later
+        # keep them in the database only, so no tag event ever announces them.
+        # Always fresh, not the cached view: this decides what gets moved.
+        tags = self.resolve_tags(repository)
+        return sorted(name for name, target in tags.items() if target == digest)
+
     # -- the registry's view -----------------------------------------------
 
     def tagged_view(self, repository: str) -> TaggedView:
@@ -231,6 +242,17 @@ class ApiWriteBack:
         NOTE: one HEAD per tag and one GET per tagged manifest; fine for
         repositories with hundreds of tags, a registry-specific listing
         (Harbor's artifact API) is the way for many more.
+        """
+        tags = self.resolve_tags(repository)
+        used: set[Digest] = set()
+        for top in set(tags.values()):
+            self._collect(repository, top, used, depth=0)
+        return TaggedView(tags, frozenset(used))
+
+    def resolve_tags(self, repository: str) -> dict[str, Digest]:
+        """Every tag of ``repository`` and the digest the registry resolves it to.
+
+        A tag listed but gone by the time of its ``HEAD`` is left out.
         """
         try:
             names = self.client.tags(repository)
@@ -241,10 +263,7 @@ class ApiWriteBack:
             info = self.client.head_manifest(repository, name)
             if info is not None:
                 tags[name] = info.digest
-        used: set[Digest] = set()
-        for top in set(tags.values()):
-            self._collect(repository, top, used, depth=0)
-        return TaggedView(tags, frozenset(used))
+        return tags
 
     def _collect(
         self, repository: str, digest: Digest, used: set[Digest], depth: int
