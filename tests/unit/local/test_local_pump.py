@@ -239,3 +239,46 @@ def test_pump_is_ready_at_once_on_an_empty_queue_despite_long_polling(stack_queu
     assert ready
     assert waited < 1.0
     assert not pump.is_alive()
+
+
+def test_messages_the_filter_refuses_are_deleted_without_an_invocation(stack_queues):
+    sqs, made = stack_queues
+    send(sqs, made.queue_url, "keep-1", "drop-1", "keep-2", "drop-2")
+    handler = RecordingHandler(fail_bodies={"keep-2"})
+    pump = EventPump(
+        sqs,
+        handler,
+        queue_url=made.queue_url,
+        queue_arn=made.queue_arn,
+        region=REGION,
+        wait_seconds=0,
+        accept=lambda message_body: message_body.startswith("keep"),
+    )
+
+    outcome = pump.poll_once()
+
+    assert (outcome.received, outcome.filtered, outcome.deleted) == (4, 2, 3)
+    [event] = handler.events
+    assert sorted(r["body"] for r in event["Records"]) == ["keep-1", "keep-2"]
+    assert queued(sqs, made.queue_url) == ["keep-2"]
+
+
+def test_a_batch_the_filter_refuses_whole_invokes_nothing(stack_queues):
+    sqs, made = stack_queues
+    send(sqs, made.queue_url, "drop-1")
+    handler = RecordingHandler()
+    pump = EventPump(
+        sqs,
+        handler,
+        queue_url=made.queue_url,
+        queue_arn=made.queue_arn,
+        region=REGION,
+        wait_seconds=0,
+        accept=lambda message_body: False,
+    )
+
+    outcome = pump.poll_once()
+
+    assert (outcome.received, outcome.filtered, outcome.deleted) == (1, 1, 1)
+    assert handler.events == []
+    assert queued(sqs, made.queue_url) == []
