@@ -27,9 +27,3 @@ def test_unknown_mode_and_auth_are_refused():
         StackOptions(Path("s.json"), write_back="harbor")
     with pytest.raises(LocalStackError, match="registry_auth: expected one of"):
         StackOptions(Path("s.json"), registry_auth="oauth")
-
-
-def test_tag_events_can_be_suppressed_in_api_mode_only():
-    assert StackOptions(Path("s.json"), write_back="api", tag_events=False)
-    with pytest.raises(LocalStackError, match="tag_events: expected tag events"):
-        StackOptions(Path("s.json"), tag_events=False)

@@ -62,7 +62,6 @@ def test_state_file_carries_the_contract_keys(tmp_path):
         "workdir",
         "pids",
         "write_back",
-        "tag_events",
         "registry_auth",
         "registry_username",
         "registry_password",
@@ -72,7 +71,6 @@ def test_state_file_carries_the_contract_keys(tmp_path):
         "tuf_dlq_url",
     }
     assert (data["write_back"], data["registry_auth"]) == ("storage", "none")
-    assert data["tag_events"] is True
 
 
 def test_state_file_of_an_api_mode_stack_names_mode_auth_and_account(tmp_path):
@@ -80,14 +78,12 @@ def test_state_file_of_an_api_mode_stack_names_mode_auth_and_account(tmp_path):
     state = replace(
         STATE,
         write_back="api",
-        tag_events=False,
         registry_auth="token",
         registry_username="testing",
         registry_password="testing",
     )
     state.write(path)
 
-    assert json.loads(path.read_text())["tag_events"] is False
     assert StackState.load(path) == state
 
 
@@ -95,7 +91,6 @@ def test_state_file_written_before_the_write_back_fields_still_loads():
     data = STATE.to_json()
     for name in (
         "write_back",
-        "tag_events",
         "registry_auth",
         "registry_username",
         "registry_password",
@@ -109,7 +104,6 @@ def test_state_file_written_before_the_write_back_fields_still_loads():
         "none",
         "",
     )
-    assert loaded.tag_events is True
     assert data["tuf_metadata_url"] == "http://127.0.0.1:45000/registry/tuf/"
     assert data["tuf_root"] == "/tmp/w/tuf/root.json"
 

@@ -79,14 +79,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--write-back api, else none); the account is testing/testing",
     )
     up.add_argument(
-        "--no-tag-events",
-        dest="tag_events",
-        action="store_false",
-        help="keep tag link events from the seal function, as Harbor 2.15 and "
-        "later never write tag links: tags are then found through the "
-        "registry's API on revision events (needs --write-back api)",
-    )
-    up.add_argument(
         "--no-tuf",
         dest="tuf",
         action="store_false",
@@ -127,7 +119,6 @@ def _up(args: argparse.Namespace) -> int:
         write_back=args.write_back,
         registry_auth=args.registry_auth,
         tuf=args.tuf,
-        tag_events=args.tag_events,
     )
     stack.run(options, on_ready=_announce)
     print("regseal local: stopped", file=sys.stderr, flush=True)
@@ -143,8 +134,7 @@ def _announce(state: StackState) -> None:
             if state.registry_username
             else ")"
         ),
-        f"  write-back   {state.write_back}"
-        + ("" if state.tag_events else " (no tag events, as Harbor 2.15+)"),
+        f"  write-back   {state.write_back}",
         f"  AWS endpoint {state.s3_endpoint} (S3, KMS, SQS, SSM)",
         f"  bucket       {state.bucket}",
         f"  policy       {state.policy}",

@@ -2,9 +2,7 @@
 
 Each poll receives up to ten messages, hands them to the handler as one
 Lambda-shaped SQS event, and deletes the messages the handler did not report
-in ``batchItemFailures`` (Lambda's partial batch response). With a filter,
-messages it refuses are deleted without reaching the handler, as Lambda's
-event filtering does. Failed messages are
+in ``batchItemFailures`` (Lambda's partial batch response). Failed messages are
 left alone: they come back after the queue's visibility timeout, and the
 queue's redrive policy moves them to the dead-letter queue after the last try.
 """
@@ -21,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from regseal.local.background import BackgroundLoop
-from regseal.local.eventfilter import MessageFilter
 from regseal.local.runtime import Handler, LambdaContext
 
 if TYPE_CHECKING:
@@ -44,8 +41,6 @@ class BatchOutcome:
     deleted: int
     failed: tuple[str, ...]
     """Message ids left in the queue for redelivery."""
-    filtered: int = 0
-    """Messages the filter refused (deleted, and counted in ``deleted``)."""
 
 
 def lambda_sqs_event(
@@ -142,7 +137,6 @@ class EventPump(BackgroundLoop):
         region: str,
         function_name: str = "regseal-seal",
         wait_seconds: int = 1,
-        accept: MessageFilter | None = None,
     ) -> None:
         super().__init__(f"{function_name}-pump")
         self._sqs = sqs
@@ -152,7 +146,6 @@ class EventPump(BackgroundLoop):
         self._region = region
         self._function_name = function_name
         self._wait_seconds = wait_seconds
-        self._accept = accept
         self.ready = threading.Event()
         """Set once the first receive call has returned."""
 
@@ -176,21 +169,14 @@ class EventPump(BackgroundLoop):
         if not messages:
             return BatchOutcome(received=0, deleted=0, failed=())
 
-        refused = [
-            message
-            for message in messages
-            if self._accept is not None and not self._accept(message["Body"])
-        ]
-        kept = [message for message in messages if message not in refused]
-        ids = [message["MessageId"] for message in kept]
-        failed = self._invoke(kept, ids) if kept else frozenset()
-        done = [message for message in kept if message["MessageId"] not in failed]
-        deleted = self._delete(refused + done)
+        ids = [message["MessageId"] for message in messages]
+        failed = self._invoke(messages, ids)
+        done = [message for message in messages if message["MessageId"] not in failed]
+        deleted = self._delete(done)
         return BatchOutcome(
             received=len(messages),
             deleted=deleted,
             failed=tuple(i for i in ids if i in failed),
-            filtered=len(refused),
         )
 
     def _invoke(self, messages: list[MessageTypeDef], ids: list[str]) -> frozenset[str]:

@@ -24,10 +24,8 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
 from regseal.errors import LocalStackError, PolicyError
-from regseal.layout import RegistryLayout
 from regseal.local import resources
 from regseal.local.demo_policy import policy_document
-from regseal.local.eventfilter import without_tag_events
 from regseal.local.htpasswd import write_htpasswd
 from regseal.local.keys import write_demo_key_pair
 from regseal.local.motoserver import start_moto
@@ -96,9 +94,6 @@ class StackOptions:
         registry_auth: ``none``, ``htpasswd`` (basic auth) or ``token`` (an
             in-process token service); by default ``htpasswd`` in api mode
             and ``none`` in storage mode.
-        tag_events: hand tag link events to the seal function; False runs
-            the stack as Harbor 2.15 and later would, whose storage gets no
-            tag links (api mode only, see :mod:`regseal.local.eventfilter`).
         tuf: set up TUF metadata and run the TUF function.
         tuf_handler: the TUF function's module; by default the checkout's
             ``functions/tuf/app.py``.
@@ -122,12 +117,6 @@ class StackOptions:
                 f"registry_auth: expected one of {', '.join(REGISTRY_AUTH_KINDS)}, "
                 f"got {self.registry_auth!r}"
             )
-        if not self.tag_events and self.write_back != "api":
-            # Storage mode seals tags through their events only.
-            raise LocalStackError(
-                "tag_events: expected tag events in storage mode (without them "
-                "no tag is ever sealed); suppress them with write_back 'api' only"
-            )
 
     @property
     def auth_kind(self) -> str:
@@ -138,7 +127,6 @@ class StackOptions:
 
     tuf: bool = True
     tuf_handler: Path | None = None
-    tag_events: bool = True
 
 
 class Stack:
@@ -255,11 +243,6 @@ class Stack:
             queue_url=made.queue_url,
             queue_arn=made.queue_arn,
             region=REGION,
-            accept=(
-                None
-                if self._options.tag_events
-                else without_tag_events(RegistryLayout(REGISTRY_ROOT))
-            ),
         )
         self._pump.start()
         if tuf_made is not None:
@@ -287,7 +270,6 @@ class Stack:
                 "registry": self._registry.pid,
             },
             write_back=self._options.write_back,
-            tag_events=self._options.tag_events,
             registry_auth=self._options.auth_kind,
             registry_username=(
                 REGISTRY_USERNAME if self._options.auth_kind != "none" else ""

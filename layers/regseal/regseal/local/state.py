@@ -40,8 +40,6 @@ class StackState:
     """Process ids by role: ``stack`` (regseal itself), ``moto``, ``registry``."""
     write_back: str = "storage"
     """How the seal writes: ``storage`` (S3 objects) or ``api`` (registry API)."""
-    tag_events: bool = True
-    """False when tag link events are kept from the seal (as Harbor 2.15 would)."""
     registry_auth: str = "none"
     """What the registry requires: ``none``, ``htpasswd`` (basic) or ``token``."""
     registry_username: str = ""
@@ -72,7 +70,6 @@ class StackState:
             "workdir": str(self.workdir),
             "pids": dict(self.pids),
             "write_back": self.write_back,
-            "tag_events": self.tag_events,
             "registry_auth": self.registry_auth,
             "registry_username": self.registry_username,
             "registry_password": self.registry_password,
@@ -100,7 +97,6 @@ class StackState:
                 workdir=Path(data["workdir"]),
                 pids={str(k): int(v) for k, v in dict(data["pids"]).items()},
                 write_back=str(data.get("write_back", "storage")),
-                tag_events=bool(data.get("tag_events", True)),
                 registry_auth=str(data.get("registry_auth", "none")),
                 registry_username=str(data.get("registry_username", "")),
                 registry_password=str(data.get("registry_password", "")),
