@@ -1,10 +1,11 @@
-"""End to end as Harbor 2.15 and later would run: no tag events reach the seal.
+"""End to end as Harbor 2.15 and later would run: tags never reach storage.
 
-``regseal local up --write-back api --no-tag-events``: the stack's pump drops
-every tag link event, as a registry that keeps tags in its database never
-writes tag links. skopeo pushes by tag; the seal hears only the revision
-event, finds the tag through the registry's API, seals, moves the tag and
-records its TUF target; skopeo decrypts to the original layers.
+``regseal local up --write-back api --tags-in-database``: a front on the
+registry stores a push by tag as a push by digest and keeps the tag itself,
+as Harbor 2.15 does, so storage gets no tag link and the seal no tag event.
+skopeo pushes by tag; the seal hears only the revision event, finds the tag
+through the registry's API, seals, moves the tag and records its TUF
+target; skopeo decrypts to the original layers.
 """
 
 import json
@@ -36,12 +37,12 @@ REPOSITORY = "e2e/harbor"
 def harbor_stack(tmp_path_factory):
     from tests.e2e.conftest import running_stack
 
-    directory = tmp_path_factory.mktemp("api-no-tag-events")
+    directory = tmp_path_factory.mktemp("api-tags-in-database")
     write_log = directory / "seal-writes.jsonl"
     with running_stack(
         directory,
         handler=RECORDING_HANDLER,
-        options=("--write-back", "api", "--no-tag-events"),
+        options=("--write-back", "api", "--tags-in-database"),
         env={"REGSEAL_TEST_WRITE_LOG": str(write_log)},
     ) as stack:
         yield stack, write_log
@@ -50,7 +51,7 @@ def harbor_stack(tmp_path_factory):
 def test_push_by_tag_is_sealed_through_its_revision_event(harbor_stack, tmp_path):
     stack, write_log = harbor_stack
     state = stack.state
-    assert (state.write_back, state.tag_events) == ("api", False)
+    assert (state.write_back, state.tags_in_database) == ("api", True)
     creds = f"{state.registry_username}:{state.registry_password}"
     reference = f"docker://{state.registry}/{REPOSITORY}:1.0"
     write_sample_image(tmp_path / "img", big_layer_bytes=2 * 1024 * 1024)
@@ -80,8 +81,7 @@ def test_push_by_tag_is_sealed_through_its_revision_event(harbor_stack, tmp_path
     )
     sealed_digest = client.head_manifest(REPOSITORY, "1.0").digest
 
-    # The revision event did it; no tag event reached the seal, although
-    # distribution wrote the tag link (which Harbor 2.15 would not).
+    # The revision event did it: storage has no tag link, so no tag event.
     layout = RegistryLayout()
     records = StackClient(state, stack.output).log_records()
     revision = layout.revision_link(REPOSITORY, plaintext)
@@ -99,10 +99,10 @@ def test_push_by_tag_is_sealed_through_its_revision_event(harbor_stack, tmp_path
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    tag_link = s3.get_object(
-        Bucket=state.bucket, Key=layout.tag_link(REPOSITORY, "1.0")
-    )["Body"].read()
-    assert tag_link == sealed_digest.value.encode()
+    listed = s3.list_objects_v2(
+        Bucket=state.bucket, Prefix=layout.tags_prefix(REPOSITORY)
+    )
+    assert listed.get("Contents", []) == []
 
     # The plaintext is gone through the API; the registry's view is consistent.
     with pytest.raises(RegistryNotFoundError, match="MANIFEST_UNKNOWN"):

@@ -82,7 +82,9 @@ class ApiStack:
                 }
             ),
         )
-        self.writer = ApiWriteBack(self.store, self.client, StreamSettings(PART, 2))
+        self.writer = ApiWriteBack(
+            self.store, self.client, StreamSettings(PART, 2), layout=self.layout
+        )
         self.sealer = Sealer(
             self.store,
             stack.sealer.settings,
@@ -341,7 +343,11 @@ def test_registry_view_expires_and_is_forgotten_on_writes(api_stack):
     pushed = api_stack.stack.registry.push_image("team-a/app", "1.0", [random_layer()])
     now = [0.0]
     writer = ApiWriteBack(
-        api_stack.store, api_stack.client, StreamSettings(PART, 2), lambda: now[0]
+        api_stack.store,
+        api_stack.client,
+        StreamSettings(PART, 2),
+        lambda: now[0],
+        layout=api_stack.layout,
     )
 
     def listings():

@@ -313,31 +313,53 @@ def test_tag_deleted_while_sealing_is_not_recreated(harbor):
     assert_plaintext_hidden(harbor, REPO, pushed)
 
 
-@pytest.mark.parametrize("first", ["revision", "tag"])
-def test_tag_and_revision_events_of_one_push_seal_it_once(api_stack, first):
+def test_tag_with_a_link_in_storage_is_left_to_its_tag_event(api_stack):
     # Distribution (and Harbor up to 2.14) write the tag link too, so both
-    # events arrive; whichever comes second finds the image sealed.
+    # events arrive: the revision event leaves the tag to the tag event, as
+    # in storage mode, and after the grace period finds the work done.
     pushed = api_stack.stack.registry.push_image(REPO, "1.0", [random_layer()])
-    events = {
-        "revision": lambda: api_stack.seal_revision(REPO, pushed.digest),
-        "tag": lambda: api_stack.seal_tag(REPO, "1.0"),
-    }
-    second = "tag" if first == "revision" else "revision"
+    assert api_stack.writer.tags_for_revision(REPO, pushed.digest) == []
 
-    sealed = events[first]()
+    with pytest.raises(RetryableError, match="tagged; checking again"):
+        api_stack.seal_revision(REPO, pushed.digest)
+    assert writes(api_stack) == []
+    sealed = api_stack.seal_tag(REPO, "1.0")
     before = writes(api_stack)
-    again = events[second]()
+    api_stack.later = 120.0
+    again = api_stack.seal_revision(REPO, pushed.digest)
 
     assert sealed.outcome is Outcome.SEALED
-    assert again.outcome is Outcome.SKIPPED
-    assert again.reason == (
-        "already sealed" if second == "tag" else "revision no longer exists"
+    assert (again.outcome, again.reason) == (
+        Outcome.SKIPPED,
+        "revision no longer exists",
     )
+    assert again.tags == ()
     assert writes(api_stack) == before
     assert len(api_stack.api.requests("PUT", "/blobs/uploads/")) == 1
     digest = api_stack.client.head_manifest(REPO, "1.0").digest
     assert digest.value == sealed.sealed_digest
     assert api_stack.targets.recorded == [("team-a", REPO, "1.0", digest)]
+
+
+def test_api_only_tag_beside_a_stored_one_is_moved_by_the_revision_event(api_stack):
+    # Harbor up to 2.14: the push wrote "1.0" to storage, and "stable" lives
+    # in Harbor's database only (added through its own API): the revision
+    # event moves "stable", the tag event moves "1.0".
+    registry = api_stack.stack.registry
+    pushed = registry.push_image(REPO, "1.0", [random_layer()])
+    api_stack.api.extra_tags[REPO, "stable"] = pushed.digest
+
+    first = api_stack.seal_revision(REPO, pushed.digest)
+    second = api_stack.seal_tag(REPO, "1.0")
+
+    assert (first.outcome, first.tags) == (Outcome.SEALED, ("stable",))
+    assert second.outcome is Outcome.REUSED
+    client = api_stack.client
+    sealed = client.head_manifest(REPO, "stable").digest
+    assert client.head_manifest(REPO, "1.0").digest == sealed
+    assert len(api_stack.api.requests("PUT", "/blobs/uploads/")) == 1
+    assert_plaintext_hidden(api_stack, REPO, pushed)
+    assert sorted(t[2] for t in api_stack.targets.recorded) == ["1.0", "stable"]
 
 
 def test_storage_mode_leaves_tags_to_their_own_events(stack):

@@ -266,9 +266,12 @@ class FakeRegistryApi:
             tag = None if ref.startswith("sha256:") else ref
             if tag is not None and self.tags_in_database:
                 self.registry.put_manifest(repo, body, None)
-                self.extra_tags[repo, tag] = digest
             else:
                 self.registry.put_manifest(repo, body, tag)
+            if tag is not None and (
+                self.tags_in_database or (repo, tag) in self.extra_tags
+            ):
+                self.extra_tags[repo, tag] = digest
             return 201, {"Docker-Content-Digest": digest.value}, b""
         if method == "DELETE":
             digest = self._resolve(repo, ref)

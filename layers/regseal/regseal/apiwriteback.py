@@ -27,7 +27,8 @@ nothing); it cannot see one that landed before. See docs/harbor.md.
 
 A revision event asks the API which tags resolve to its manifest
 (:meth:`ApiWriteBack.tags_for_revision`), since a registry that keeps tags
-in its database may never write a tag link for the seal to hear of.
+in its database may never write a tag link for the seal to hear of; tags
+whose link storage does have are left to that link's own event.
 
 Before any deletion the registry's own view is checked, since it can differ
 from storage (Harbor resolves tags from its database; Harbor 2.15 and later
@@ -50,10 +51,12 @@ from regseal.digest import Digest
 from regseal.errors import (
     DigestError,
     ManifestError,
+    NotFoundError,
     RegistryConflictError,
     RegistryNotFoundError,
 )
 from regseal.layerstream import StreamSettings, encrypt_in_order
+from regseal.layout import RegistryLayout, decode_link
 from regseal.ocicrypt import EncryptedLayer, LayerEncryptor, PrivateOptions
 from regseal.registryapi import BlobUpload, RegistryClient
 from regseal.storage import ObjectStore
@@ -101,10 +104,12 @@ class ApiWriteBack:
     """Writes a seal's results through the registry's distribution API.
 
     Args:
-        store: the registry bucket, read for the plaintext blobs.
+        store: the registry bucket, read for the plaintext blobs and the tag
+            links the registry wrote.
         client: the registry's API.
         stream: part size (also the chunk size) and download parallelism.
         clock: monotonic seconds (tests replace it).
+        layout: the registry's root directory in the bucket.
     """
 
     def __init__(
@@ -113,10 +118,13 @@ class ApiWriteBack:
         client: RegistryClient,
         stream: StreamSettings,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        layout: RegistryLayout,
     ) -> None:
         self.store = store
         self.client = client
         self.stream = stream
+        self.layout = layout
         self._clock = clock
         self._views: dict[str, tuple[float, TaggedView]] = {}
         self._lock = threading.Lock()
@@ -229,10 +237,17 @@ class ApiWriteBack:
 
     def tags_for_revision(self, repository: str, digest: Digest) -> list[str]:
         # The registry's API is the authority on tags: Harbor 2.15 and later
-        # keep them in the database only, so no tag event ever announces them.
+        # keep them in their database only, and write no tag link whose event
+        # would announce them. A tag whose link in storage names the digest
+        # (distribution, Harbor up to 2.14) is sealed by that link's event,
+        # as in storage mode, so the two events never race for one push.
         # Always fresh, not the cached view: this decides what gets moved.
         tags = self.resolve_tags(repository)
-        return sorted(name for name, target in tags.items() if target == digest)
+        return sorted(
+            name
+            for name, target in tags.items()
+            if target == digest and self._tag_link(repository, name) != digest
+        )
 
     # -- the registry's view -----------------------------------------------
 
@@ -264,6 +279,14 @@ class ApiWriteBack:
             if info is not None:
                 tags[name] = info.digest
         return tags
+
+    def _tag_link(self, repository: str, tag: str) -> Digest | None:
+        """What the tag's ``current/link`` in storage names, if it exists."""
+        key = self.layout.tag_link(repository, tag)
+        try:
+            return decode_link(self.store.get(key).data, key)
+        except NotFoundError:
+            return None
 
     def _collect(
         self, repository: str, digest: Digest, used: set[Digest], depth: int
