@@ -15,6 +15,11 @@ One operation, driven by a storage event but acting on the state it reads
 6. hide the plaintext: its revision and tag index links, and the ``_layers``
    links of plaintext layers no remaining manifest of the repository uses.
 
+A revision event seals a manifest pushed by digest once no index push can
+still need it; tags that no tag event announces (a registry that keeps them
+in its database, the write-back's ``tags_for_revision``) are moved by the
+revision event itself.
+
 Every step writes only what the registry itself writes for a push, in the
 registry's order, and each write is idempotent, so a crash at any point
 leaves a registry that serves every tag, and a retry finishes the job.
@@ -104,8 +109,8 @@ class SealResult:
     layers_reused: int = 0
     bytes_sealed: int = 0
     tags: tuple[str, ...] = ()
-    """Tags a revision event found on the sealed manifest (registries that keep
-    tags in a database)."""
+    """Tags a revision event moved to the sealed manifest, or found there on a
+    re-delivery (tags no tag event announces, as Harbor 2.15 keeps them)."""
 
     def fields(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
