@@ -138,6 +138,36 @@ def test_tag_moved_while_sealing_is_left_alone_and_the_other_tag_moves(harbor):
     assert [t[2] for t in harbor.targets.recorded] == ["1.0"]
 
 
+def test_push_inside_the_check_push_window_loses_the_tag_but_stays_by_digest(
+    harbor,
+):
+    # The window docs/harbor.md names: a push between the move's HEAD and its
+    # PUT by tag is overwritten, and the second HEAD cannot tell. The newer
+    # manifest is not lost: it stays by digest, and its own revision event
+    # (no tag names it now) seals it untagged after the grace period.
+    pushed = push_by_tag(harbor, REPO, ["1.0"])
+    newer = []
+
+    def push_inside(repository, reference):
+        if reference == "1.0" and not newer:
+            newer.append(push_by_tag(harbor, REPO, ["1.0"]))
+
+    harbor.api.hooks["PUT manifest"] = push_inside
+
+    result = harbor.seal_revision(REPO, pushed.digest)
+
+    assert (result.outcome, result.tags) == (Outcome.SEALED, ("1.0",))
+    client = harbor.client
+    assert client.head_manifest(REPO, "1.0").digest.value == result.sealed_digest
+    assert client.head_manifest(REPO, newer[0].digest.value) is not None
+    assert_plaintext_hidden(harbor, REPO, pushed)
+    harbor.api.hooks.clear()
+    harbor.later = 120.0
+    late = harbor.seal_revision(REPO, newer[0].digest)
+    assert (late.outcome, late.tags) == (Outcome.SEALED, ())
+    assert_plaintext_hidden(harbor, REPO, newer[0])
+
+
 def test_tag_moved_right_after_its_push_is_superseded_and_plaintext_hidden(harbor):
     pushed = push_by_tag(harbor, REPO, ["1.0"])
     newer = []
