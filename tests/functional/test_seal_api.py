@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import boto3
 import pytest
@@ -44,11 +45,30 @@ WRITES = {
 }
 
 
+class RecordingTargets:
+    """A TargetLog that remembers what the seal recorded, in order."""
+
+    def __init__(self):
+        self.recorded: list[tuple[str, str, str, Digest]] = []
+
+    def record(self, team, repository, tag, manifest, custom):
+        entry = (team, repository, tag, Digest.of(manifest))
+        changed = entry not in self.recorded
+        if changed:
+            self.recorded.append(entry)
+        return changed
+
+    def forget(self, team, repository, tag):
+        return False
+
+
 class ApiStack:
     def __init__(self, stack, api):
         self.stack = stack
         self.api = api
         self.layout = stack.sealer.layout
+        self.targets = RecordingTargets()
+        self.later = 0.0  # seconds added to the seal's clock
         self.seal_writes: list[tuple[str, str]] = []
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.meta.events.register("provide-client-params.s3", self._record)
@@ -62,13 +82,17 @@ class ApiStack:
                 }
             ),
         )
-        self.writer = ApiWriteBack(self.store, self.client, StreamSettings(PART, 2))
+        self.writer = ApiWriteBack(
+            self.store, self.client, StreamSettings(PART, 2), layout=self.layout
+        )
         self.sealer = Sealer(
             self.store,
             stack.sealer.settings,
             stack.sealer.policies,
             stack.sealer.kms,
+            clock=lambda: time.time() + self.later,
             writer=self.writer,
+            targets=self.targets,
         )
 
     def _record(self, params, model, **_):
@@ -77,6 +101,10 @@ class ApiStack:
 
     def seal_tag(self, repository, tag):
         key = self.layout.tag_link(repository, tag)
+        return self.sealer.handle(ObjectEvent(BUCKET, key, Action.CREATED))
+
+    def seal_revision(self, repository, digest):
+        key = self.layout.revision_link(repository, digest)
         return self.sealer.handle(ObjectEvent(BUCKET, key, Action.CREATED))
 
     def sealed_manifest(self, repository, reference):
@@ -315,7 +343,11 @@ def test_registry_view_expires_and_is_forgotten_on_writes(api_stack):
     pushed = api_stack.stack.registry.push_image("team-a/app", "1.0", [random_layer()])
     now = [0.0]
     writer = ApiWriteBack(
-        api_stack.store, api_stack.client, StreamSettings(PART, 2), lambda: now[0]
+        api_stack.store,
+        api_stack.client,
+        StreamSettings(PART, 2),
+        lambda: now[0],
+        layout=api_stack.layout,
     )
 
     def listings():

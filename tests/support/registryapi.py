@@ -69,6 +69,9 @@ class FakeRegistryApi:
             ``"after METHOD kind"`` runs after it was handled.
         extra_tags: tags only the API knows, not storage ((repository, tag)
             to digest), as Harbor keeps tags in its database.
+        tags_in_database: behave as Harbor 2.15 and later: a push by tag is
+            stored as a push by digest (a revision link, no tag link) and the
+            tag is kept in ``extra_tags`` only.
     """
 
     registry: FakeRegistry
@@ -77,6 +80,7 @@ class FakeRegistryApi:
     page_size: int = 100
     hooks: dict[str, Callable[[str, str], None]] = field(default_factory=dict)
     extra_tags: dict[tuple[str, str], Digest] = field(default_factory=dict)
+    tags_in_database: bool = False
     log: list[Logged] = field(default_factory=list)
     tokens_issued: int = 0
 
@@ -260,7 +264,14 @@ class FakeRegistryApi:
                 ):
                     return _error(400, "MANIFEST_BLOB_UNKNOWN", blob["digest"])
             tag = None if ref.startswith("sha256:") else ref
-            self.registry.put_manifest(repo, body, tag)
+            if tag is not None and self.tags_in_database:
+                self.registry.put_manifest(repo, body, None)
+            else:
+                self.registry.put_manifest(repo, body, tag)
+            if tag is not None and (
+                self.tags_in_database or (repo, tag) in self.extra_tags
+            ):
+                self.extra_tags[repo, tag] = digest
             return 201, {"Docker-Content-Digest": digest.value}, b""
         if method == "DELETE":
             digest = self._resolve(repo, ref)
@@ -269,6 +280,10 @@ class FakeRegistryApi:
             if digest is None:
                 return _error(404, "MANIFEST_UNKNOWN", "manifest unknown")
             store.delete(layout.revision_link(repo, digest))
+            # As Harbor deletes an artifact with its tags.
+            for key in [k for k, d in self.extra_tags.items() if k[0] == repo]:
+                if self.extra_tags[key] == digest:
+                    del self.extra_tags[key]
             # As distribution does: tags pointing at it go with it.
             for tag in list(store.list_children(layout.tags_prefix(repo))):
                 if self._resolve(repo, tag) == digest:

@@ -25,6 +25,11 @@ the sealed image of the older push. The second HEAD catches every push that
 lands after the PUT (the seal then reports the tag as moved and hides
 nothing); it cannot see one that landed before. See docs/harbor.md.
 
+A revision event asks the API which tags resolve to its manifest
+(:meth:`ApiWriteBack.tags_for_revision`), since a registry that keeps tags
+in its database may never write a tag link for the seal to hear of; tags
+whose link storage does have are left to that link's own event.
+
 Before any deletion the registry's own view is checked, since it can differ
 from storage (Harbor resolves tags from its database; Harbor 2.15 and later
 write no tag links to storage at all): a manifest that a tag still resolves
@@ -46,10 +51,12 @@ from regseal.digest import Digest
 from regseal.errors import (
     DigestError,
     ManifestError,
+    NotFoundError,
     RegistryConflictError,
     RegistryNotFoundError,
 )
 from regseal.layerstream import StreamSettings, encrypt_in_order
+from regseal.layout import RegistryLayout, decode_link
 from regseal.ocicrypt import EncryptedLayer, LayerEncryptor, PrivateOptions
 from regseal.registryapi import BlobUpload, RegistryClient
 from regseal.storage import ObjectStore
@@ -97,10 +104,12 @@ class ApiWriteBack:
     """Writes a seal's results through the registry's distribution API.
 
     Args:
-        store: the registry bucket, read for the plaintext blobs.
+        store: the registry bucket, read for the plaintext blobs and the tag
+            links the registry wrote.
         client: the registry's API.
         stream: part size (also the chunk size) and download parallelism.
         clock: monotonic seconds (tests replace it).
+        layout: the registry's root directory in the bucket.
     """
 
     def __init__(
@@ -109,10 +118,13 @@ class ApiWriteBack:
         client: RegistryClient,
         stream: StreamSettings,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        layout: RegistryLayout,
     ) -> None:
         self.store = store
         self.client = client
         self.stream = stream
+        self.layout = layout
         self._clock = clock
         self._views: dict[str, tuple[float, TaggedView]] = {}
         self._lock = threading.Lock()
@@ -223,6 +235,20 @@ class ApiWriteBack:
         if not self.client.delete_blob(repository, digest):
             logger.debug("blob %s of %s was already unlinked", digest, repository)
 
+    def tags_for_revision(self, repository: str, digest: Digest) -> list[str]:
+        # The registry's API is the authority on tags: Harbor 2.15 and later
+        # keep them in their database only, and write no tag link whose event
+        # would announce them. A tag whose link in storage names the digest
+        # (distribution, Harbor up to 2.14) is sealed by that link's event,
+        # as in storage mode, so the two events never race for one push.
+        # Always fresh, not the cached view: this decides what gets moved.
+        tags = self.resolve_tags(repository)
+        return sorted(
+            name
+            for name, target in tags.items()
+            if target == digest and self._tag_link(repository, name) != digest
+        )
+
     # -- the registry's view -----------------------------------------------
 
     def tagged_view(self, repository: str) -> TaggedView:
@@ -231,6 +257,17 @@ class ApiWriteBack:
         NOTE: one HEAD per tag and one GET per tagged manifest; fine for
         repositories with hundreds of tags, a registry-specific listing
         (Harbor's artifact API) is the way for many more.
+        """
+        tags = self.resolve_tags(repository)
+        used: set[Digest] = set()
+        for top in set(tags.values()):
+            self._collect(repository, top, used, depth=0)
+        return TaggedView(tags, frozenset(used))
+
+    def resolve_tags(self, repository: str) -> dict[str, Digest]:
+        """Every tag of ``repository`` and the digest the registry resolves it to.
+
+        A tag listed but gone by the time of its ``HEAD`` is left out.
         """
         try:
             names = self.client.tags(repository)
@@ -241,10 +278,15 @@ class ApiWriteBack:
             info = self.client.head_manifest(repository, name)
             if info is not None:
                 tags[name] = info.digest
-        used: set[Digest] = set()
-        for top in set(tags.values()):
-            self._collect(repository, top, used, depth=0)
-        return TaggedView(tags, frozenset(used))
+        return tags
+
+    def _tag_link(self, repository: str, tag: str) -> Digest | None:
+        """What the tag's ``current/link`` in storage names, if it exists."""
+        key = self.layout.tag_link(repository, tag)
+        try:
+            return decode_link(self.store.get(key).data, key)
+        except NotFoundError:
+            return None
 
     def _collect(
         self, repository: str, digest: Digest, used: set[Digest], depth: int

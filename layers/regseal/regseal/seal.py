@@ -15,6 +15,11 @@ One operation, driven by a storage event but acting on the state it reads
 6. hide the plaintext: its revision and tag index links, and the ``_layers``
    links of plaintext layers no remaining manifest of the repository uses.
 
+A revision event seals a manifest pushed by digest once no index push can
+still need it; tags that no tag event announces (a registry that keeps them
+in its database, the write-back's ``tags_for_revision``) are moved by the
+revision event itself.
+
 Every step writes only what the registry itself writes for a push, in the
 registry's order, and each write is idempotent, so a crash at any point
 leaves a registry that serves every tag, and a retry finishes the job.
@@ -112,13 +117,21 @@ class SealResult:
     layers_sealed: int = 0
     layers_reused: int = 0
     bytes_sealed: int = 0
+    tags: tuple[str, ...] = ()
+    """Tags a revision event moved to the sealed manifest, or found there on a
+    re-delivery (tags no tag event announces, as Harbor 2.15 keeps them)."""
 
     def fields(self) -> dict[str, Any]:
-        return {
-            k: v.value if isinstance(v, enum.Enum) else v
-            for k, v in self.__dict__.items()
-            if v not in (None, "", 0)
-        }
+        found: dict[str, Any] = {}
+        for name, value in self.__dict__.items():
+            if value in (None, "", 0, ()):
+                continue
+            if isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
+            found[name] = value
+        return found
 
 
 @dataclass
@@ -369,7 +382,7 @@ class Sealer:
     def seal_revision(
         self, repository: str, digest: Digest, *, dry_run: bool = False
     ) -> SealResult:
-        """Seal a manifest that was pushed by digest, with no tag.
+        """Seal a manifest that was pushed by digest, or tagged without a tag event.
 
         A tag push also writes a revision link first; such manifests are left
         to the tag's own event, but checked again after the grace period in
@@ -377,6 +390,13 @@ class Sealer:
         sealed once it is older than the grace period, so that an index
         being pushed can still reference its plaintext children
         (docs/decisions/0004).
+
+        Tags that no tag event announces (the write-back's
+        ``tags_for_revision``: a registry that keeps tags in its database,
+        like Harbor 2.15 and later) are handled here instead: the manifest is
+        sealed at once, each such tag moved on its own, the plaintext hidden
+        once no tag resolves to it, and a TUF target recorded per moved tag
+        (docs/decisions/0009).
 
         As for tags, a ManifestError after a concurrent seal hid the revision
         is reported as that, not raised.
@@ -410,23 +430,44 @@ class Sealer:
         )
         info = self.store.head(key)
         if info is None:
-            return replace(base, reason="revision no longer exists")
+            gone = replace(base, reason="revision no longer exists")
+            record = self._sealed_record(repository, digest)
+            if record is None or dry_run:
+                return gone
+            # Hidden by a seal that may have failed at its TUF records.
+            sealed_digest = Digest.parse(record["sealed"])
+            return replace(gone, tags=self._record_targets(repository, sealed_digest))
         parsed = self.load_manifest(repository, digest)
         if parsed is None:
             return replace(base, reason="not an image manifest")
         if not self.has_plaintext(repository, parsed):
             return replace(base, reason="no plaintext layers")
+        # Tags no tag event announces (a registry that keeps them in its
+        # database) are moved from here; storage mode names none.
+        tags = self.writer.tags_for_revision(repository, digest)
         record = self._sealed_record(repository, digest)
-        if record is not None:
-            # A crash may have cut the hiding of that seal short: finish it,
-            # as long as the sealed manifest is there to replace the plaintext.
-            sealed_digest = Digest.parse(record["sealed"])
-            if self.store.exists(self.layout.revision_link(repository, sealed_digest)):
-                self._hide_plaintext(repository, parsed)
+        recorded = self._recorded_seal(repository, record)
+        if recorded is not None and not dry_run:
+            return self._finish_seal(repository, parsed, recorded, tags, base)
+        if record is not None and not tags:
             return replace(base, reason="already sealed")
         team, policy = self._team_for(repository)
         if team is None:
             return replace(base, reason="no team claims the repository")
+        if tags:
+            # A tagged manifest is a top-level image: no index push can still
+            # need its plaintext, so it is sealed at once (decisions/0009).
+            if dry_run:
+                return replace(
+                    base,
+                    outcome=Outcome.PENDING,
+                    reason=f"team {team.name}; tags {', '.join(tags)}",
+                )
+            sealed, work = self._seal_top(repository, parsed, team, policy)
+            moved = self._move_tags(repository, parsed, sealed, tags)
+            for tag in moved:
+                self._record_target(repository, tag, sealed, team)
+            return self._tags_moved(work.report(base, sealed), moved)
         tagged = bool(self.still_tagged(repository, {digest}))
         if dry_run:
             if tagged:
@@ -458,6 +499,101 @@ class Sealer:
         sealed, work = self._seal_top(repository, parsed, team, policy)
         self._hide_plaintext(repository, parsed)
         return work.report(base, sealed)
+
+    def _finish_seal(
+        self,
+        repository: str,
+        plaintext: mf.ImageManifest | mf.ImageIndex,
+        sealed: SealedManifest,
+        tags: list[str],
+        base: SealResult,
+    ) -> SealResult:
+        """Finish what a seal of ``plaintext`` began, as far as a crash cut it.
+
+        Moves the tags that still resolve to the plaintext, hides it, and
+        records the TUF targets of the tags already moved.
+        """
+        done = replace(base, reason="already sealed")
+        self._move_tags(repository, plaintext, sealed, tags)
+        recorded = self._record_targets(repository, sealed.digest)
+        if tags:
+            return self._tags_moved(done, recorded)
+        return replace(done, tags=recorded)
+
+    def _move_tags(
+        self,
+        repository: str,
+        plaintext: mf.ImageManifest | mf.ImageIndex,
+        sealed: SealedManifest,
+        tags: list[str],
+    ) -> tuple[str, ...]:
+        """Move each tag from the plaintext to the sealed manifest, then hide.
+
+        Each tag is moved on its own: one that moved meanwhile is left alone
+        (superseded for that tag; the newer push is sealed by its own event).
+        The plaintext is hidden only once no tag resolves to it (the
+        write-back refuses otherwise). As for a tag event, the caller records
+        the TUF targets after that.
+
+        Returns:
+            The tags moved to the sealed manifest.
+        """
+        moved = tuple(
+            tag
+            for tag in tags
+            if self.writer.move_tag(
+                repository,
+                tag,
+                sealed.digest,
+                sealed.data,
+                sealed.media_type,
+                TagState(plaintext.digest),
+            )
+        )
+        self._hide_plaintext(repository, plaintext)
+        return moved
+
+    def _tags_moved(self, result: SealResult, moved: tuple[str, ...]) -> SealResult:
+        if moved:
+            return replace(result, tags=moved)
+        return replace(
+            result,
+            outcome=Outcome.SUPERSEDED,
+            reason="every tag moved while sealing; the newer pushes are sealed by "
+            "their own events",
+        )
+
+    def _record_targets(self, repository: str, sealed: Digest) -> tuple[str, ...]:
+        """Record a target for every tag a revision event moved to ``sealed``.
+
+        A re-delivery after a crash between the moves and the TUF records
+        finds the tags already moved, and maybe the plaintext already hidden;
+        only the write-back knows those tags (none in storage mode, where the
+        tag's own event records its target).
+
+        Returns:
+            The tags recorded.
+        """
+        tags = tuple(self.writer.tags_for_revision(repository, sealed))
+        if not tags:
+            return ()
+        data = self.store.get(self.layout.blob_data(sealed)).data
+        manifest = SealedManifest(sealed, data, mf.parse(data, str(sealed)).media_type)
+        for tag in tags:
+            self._record_target(repository, tag, manifest, None)
+        return tags
+
+    def _recorded_seal(
+        self, repository: str, record: dict[str, Any] | None
+    ) -> SealedManifest | None:
+        """The sealed manifest a record names, if the repository still has it."""
+        if record is None:
+            return None
+        digest = Digest.parse(record["sealed"])
+        if not self.store.exists(self.layout.revision_link(repository, digest)):
+            return None
+        data = self.store.get(self.layout.blob_data(digest)).data
+        return SealedManifest(digest, data, record["media_type"])
 
     def _team_for(self, repository: str) -> tuple[Team | None, Policy]:
         policy = self.policies.get()

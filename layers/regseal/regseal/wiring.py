@@ -53,13 +53,15 @@ def build_sealer(settings: Settings | None = None) -> Sealer:
     client = s3_client(max_pool=4 * settings.workers + 4)
     writer: WriteBack | None = None
     if settings.write_back == "api":
+        layout = RegistryLayout(settings.registry_root)
         store: ObjectStore = ReadOnlyPrefixStore(
-            client, settings.bucket, (RegistryLayout(settings.registry_root).base,)
+            client, settings.bucket, (layout.base,)
         )
         writer = ApiWriteBack(
             store,
             registry_client(settings),
             StreamSettings(settings.part_size, settings.workers),
+            layout=layout,
         )
     else:
         store = ObjectStore(client, settings.bucket)

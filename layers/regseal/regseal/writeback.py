@@ -12,6 +12,12 @@ exist, chosen per registry (issue: storage or registry-API mode):
 
 Both keep the seal's invariants: a tag that moved meanwhile is not rolled
 back, and plaintext is only unlinked after the sealed image is reachable.
+
+They also differ in where a push by tag is announced. Distribution writes a
+tag link for every push by tag, so storage mode hears of each tag through
+its own event. A registry that keeps tags in its database (Harbor 2.15 and
+later) writes only the revision link; its tags are found through the API
+when the revision event arrives (:meth:`WriteBack.tags_for_revision`).
 """
 
 from __future__ import annotations
@@ -37,11 +43,13 @@ class TagState:
 
     Attributes:
         digest: the manifest the tag pointed at (the plaintext).
-        link_etag: the S3 ETag of the tag's ``current/link`` when read.
+        link_etag: the S3 ETag of the tag's ``current/link`` when read; empty
+            for a tag the registry's API resolved, which has no link to
+            compare (storage mode refuses to move such a tag).
     """
 
     digest: Digest
-    link_etag: str
+    link_etag: str = ""
 
 
 class WriteBack(Protocol):
@@ -80,6 +88,18 @@ class WriteBack(Protocol):
 
     def unlink_layer(self, repository: str, digest: Digest) -> None:
         """Make a plaintext blob unreachable from the repository."""
+
+    def tags_for_revision(self, repository: str, digest: Digest) -> list[str]:
+        """The tags a revision event of ``digest`` must move itself.
+
+        These are tags that resolve to ``digest`` right now but whose push
+        may reach the seal only as that revision event, with no tag event of
+        their own.
+
+        Returns:
+            Tag names, sorted; empty when every tag is announced by its own
+            tag event (the revision event then leaves tags to them).
+        """
 
 
 class StorageWriteBack:
@@ -141,6 +161,11 @@ class StorageWriteBack:
         media_type: str,
         expected: TagState,
     ) -> bool:
+        if not expected.link_etag:
+            raise ValueError(
+                f"moving {repository}:{tag} in storage: expected the ETag of its "
+                "current/link as the seal read it, got none"
+            )
         # The index link first, then current/link: the registry's own order.
         self.store.put(
             self.layout.tag_index_link(repository, tag, digest), encode_link(digest)
@@ -163,3 +188,8 @@ class StorageWriteBack:
 
     def unlink_layer(self, repository: str, digest: Digest) -> None:
         self.store.delete(self.layout.layer_link(repository, digest))
+
+    def tags_for_revision(self, repository: str, digest: Digest) -> list[str]:
+        # The registry writes a tag link for every push by tag, and that
+        # link's own event seals the tag (decisions/0004).
+        return []

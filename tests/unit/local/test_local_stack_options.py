@@ -27,3 +27,9 @@ def test_unknown_mode_and_auth_are_refused():
         StackOptions(Path("s.json"), write_back="harbor")
     with pytest.raises(LocalStackError, match="registry_auth: expected one of"):
         StackOptions(Path("s.json"), registry_auth="oauth")
+
+
+def test_tags_in_database_needs_api_mode():
+    assert StackOptions(Path("s.json"), write_back="api", tags_in_database=True)
+    with pytest.raises(LocalStackError, match="tags_in_database: expected write_back"):
+        StackOptions(Path("s.json"), tags_in_database=True)

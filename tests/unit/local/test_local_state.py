@@ -62,6 +62,7 @@ def test_state_file_carries_the_contract_keys(tmp_path):
         "workdir",
         "pids",
         "write_back",
+        "tags_in_database",
         "registry_auth",
         "registry_username",
         "registry_password",
@@ -71,6 +72,7 @@ def test_state_file_carries_the_contract_keys(tmp_path):
         "tuf_dlq_url",
     }
     assert (data["write_back"], data["registry_auth"]) == ("storage", "none")
+    assert data["tags_in_database"] is False
 
 
 def test_state_file_of_an_api_mode_stack_names_mode_auth_and_account(tmp_path):
@@ -78,12 +80,14 @@ def test_state_file_of_an_api_mode_stack_names_mode_auth_and_account(tmp_path):
     state = replace(
         STATE,
         write_back="api",
+        tags_in_database=True,
         registry_auth="token",
         registry_username="testing",
         registry_password="testing",
     )
     state.write(path)
 
+    assert json.loads(path.read_text())["tags_in_database"] is True
     assert StackState.load(path) == state
 
 
@@ -91,6 +95,7 @@ def test_state_file_written_before_the_write_back_fields_still_loads():
     data = STATE.to_json()
     for name in (
         "write_back",
+        "tags_in_database",
         "registry_auth",
         "registry_username",
         "registry_password",
@@ -104,6 +109,7 @@ def test_state_file_written_before_the_write_back_fields_still_loads():
         "none",
         "",
     )
+    assert loaded.tags_in_database is False
     assert data["tuf_metadata_url"] == "http://127.0.0.1:45000/registry/tuf/"
     assert data["tuf_root"] == "/tmp/w/tuf/root.json"
 

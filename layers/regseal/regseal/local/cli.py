@@ -79,6 +79,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--write-back api, else none); the account is testing/testing",
     )
     up.add_argument(
+        "--tags-in-database",
+        action="store_true",
+        help="run as Harbor 2.15 and later: a front on the registry stores a "
+        "push by tag as a push by digest and keeps the tag in memory, so "
+        "storage gets no tag links and the seal no tag events (needs "
+        "--write-back api)",
+    )
+    up.add_argument(
         "--no-tuf",
         dest="tuf",
         action="store_false",
@@ -119,6 +127,7 @@ def _up(args: argparse.Namespace) -> int:
         write_back=args.write_back,
         registry_auth=args.registry_auth,
         tuf=args.tuf,
+        tags_in_database=args.tags_in_database,
     )
     stack.run(options, on_ready=_announce)
     print("regseal local: stopped", file=sys.stderr, flush=True)
@@ -134,7 +143,12 @@ def _announce(state: StackState) -> None:
             if state.registry_username
             else ")"
         ),
-        f"  write-back   {state.write_back}",
+        f"  write-back   {state.write_back}"
+        + (
+            " (tags in the front's database, as Harbor 2.15+)"
+            if state.tags_in_database
+            else ""
+        ),
         f"  AWS endpoint {state.s3_endpoint} (S3, KMS, SQS, SSM)",
         f"  bucket       {state.bucket}",
         f"  policy       {state.policy}",

@@ -52,6 +52,7 @@ from regseal.local.runtime import (
 )
 from regseal.local.schedule import Schedule
 from regseal.local.state import StackState
+from regseal.local.tagfront import TagFront
 from regseal.local.tokenserver import TokenIssuer, TokenServer
 from regseal.local.tufrepo import TUF_PREFIX, LocalTuf, set_up_repository, team_globs
 from regseal.policy import load_policy_bytes
@@ -94,6 +95,10 @@ class StackOptions:
         registry_auth: ``none``, ``htpasswd`` (basic auth) or ``token`` (an
             in-process token service); by default ``htpasswd`` in api mode
             and ``none`` in storage mode.
+        tags_in_database: put a front on the registry that keeps tags to
+            itself, as Harbor 2.15 and later do, so storage gets no tag links
+            and the seal no tag events (api mode only; see
+            :mod:`regseal.local.tagfront`).
         tuf: set up TUF metadata and run the TUF function.
         tuf_handler: the TUF function's module; by default the checkout's
             ``functions/tuf/app.py``.
@@ -117,6 +122,12 @@ class StackOptions:
                 f"registry_auth: expected one of {', '.join(REGISTRY_AUTH_KINDS)}, "
                 f"got {self.registry_auth!r}"
             )
+        if self.tags_in_database and self.write_back != "api":
+            # Storage mode finds tags in storage only.
+            raise LocalStackError(
+                "tags_in_database: expected write_back 'api' (storage mode seals "
+                f"only tags it finds in storage), got {self.write_back!r}"
+            )
 
     @property
     def auth_kind(self) -> str:
@@ -127,6 +138,7 @@ class StackOptions:
 
     tuf: bool = True
     tuf_handler: Path | None = None
+    tags_in_database: bool = False
 
 
 class Stack:
@@ -142,6 +154,7 @@ class Stack:
         self._moto: ManagedProcess | None = None
         self._registry: ManagedProcess | None = None
         self._tokens: TokenServer | None = None
+        self._front: TagFront | None = None
         self._pump: EventPump | None = None
         self._tuf_pump: EventPump | None = None
         self._tuf_schedule: Schedule | None = None
@@ -185,6 +198,10 @@ class Stack:
             workdir=self._workdir,
             cancel=self._cancel,
         )
+        if self._options.tags_in_database:
+            self._front = TagFront(registry)
+            self._front.start()
+            registry = self._front.address
 
         registry_api: dict[str, str] = {}
         if self._options.write_back == "api":
@@ -270,6 +287,7 @@ class Stack:
                 "registry": self._registry.pid,
             },
             write_back=self._options.write_back,
+            tags_in_database=self._options.tags_in_database,
             registry_auth=self._options.auth_kind,
             registry_username=(
                 REGISTRY_USERNAME if self._options.auth_kind != "none" else ""
@@ -364,6 +382,8 @@ class Stack:
         for process in (self._moto, self._registry):
             if process is not None and not process.running():
                 return f"{process.name} (exit status {process.popen.returncode})"
+        if self._front is not None and not self._front.is_alive():
+            return "the registry's tag front"
         if self._pump is not None and not self._pump.is_alive():
             return "the event pump"
         if self._tuf_pump is not None and not self._tuf_pump.is_alive():
@@ -373,8 +393,8 @@ class Stack:
         return None
 
     def stop(self) -> None:
-        """Stop the pumps, the registry, moto and the token service, and
-        remove the state file."""
+        """Stop the pumps, the tag front, the registry, moto and the token
+        service, and remove the state file."""
         if self._state is not None:
             self._state_file.unlink(missing_ok=True)
             self._state = None
@@ -390,6 +410,9 @@ class Stack:
             part.stop()
         self._pump = self._tuf_pump = None
         self._tuf_schedule = None
+        if self._front is not None:
+            self._front.stop()
+            self._front = None
         for process in (self._registry, self._moto):
             if process is not None:
                 process.stop()

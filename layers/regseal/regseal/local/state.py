@@ -40,6 +40,9 @@ class StackState:
     """Process ids by role: ``stack`` (regseal itself), ``moto``, ``registry``."""
     write_back: str = "storage"
     """How the seal writes: ``storage`` (S3 objects) or ``api`` (registry API)."""
+    tags_in_database: bool = False
+    """True when ``registry`` is a front that keeps tags out of storage, as
+    Harbor 2.15 and later do."""
     registry_auth: str = "none"
     """What the registry requires: ``none``, ``htpasswd`` (basic) or ``token``."""
     registry_username: str = ""
@@ -70,6 +73,7 @@ class StackState:
             "workdir": str(self.workdir),
             "pids": dict(self.pids),
             "write_back": self.write_back,
+            "tags_in_database": self.tags_in_database,
             "registry_auth": self.registry_auth,
             "registry_username": self.registry_username,
             "registry_password": self.registry_password,
@@ -97,6 +101,7 @@ class StackState:
                 workdir=Path(data["workdir"]),
                 pids={str(k): int(v) for k, v in dict(data["pids"]).items()},
                 write_back=str(data.get("write_back", "storage")),
+                tags_in_database=bool(data.get("tags_in_database", False)),
                 registry_auth=str(data.get("registry_auth", "none")),
                 registry_username=str(data.get("registry_username", "")),
                 registry_password=str(data.get("registry_password", "")),
