@@ -121,16 +121,23 @@ class StreamSettings:
             least 5 MiB). Raised automatically for layers that would need
             more than 10,000 parts.
         workers: parallel GETs, and parallel part uploads.
-        lanes: threads that hash and encrypt: 3 (plaintext hash and AES,
-            HMAC, ciphertext hash, each on a thread of its own: the most
-            bytes per second when two or more CPUs are free) or 1 (all four
-            steps on one thread: the least CPU per byte). None picks 3 when
-            :func:`available_cpus` is at least 2, else 1.
+        lanes: threads that hash and encrypt: 1 (every step on one thread:
+            the least CPU per byte), 2 (plaintext hash, AES and HMAC on the
+            cipher lane, the ciphertext sha256 on a second: the most bytes
+            per second on two CPUs) or 3 (the HMAC on a third lane of its
+            own). None picks 2 when :func:`available_cpus` is at least 2,
+            else 1.
+        verify_plaintext: hash the plaintext and refuse a blob that does not
+            hash to the digest its descriptor names. False trusts the
+            registry, which checked the digest when the blob was pushed, and
+            saves one sha256 pass over the layer; decryption still enforces
+            the digest (docs/decisions/0009).
     """
 
     part_size: int = 16 * MiB
     workers: int = 4
     lanes: int | None = None
+    verify_plaintext: bool = True
 
     def __post_init__(self) -> None:
         if self.part_size < MIN_PART_SIZE:
@@ -140,15 +147,15 @@ class StreamSettings:
             )
         if self.workers < 1:
             raise ValueError(f"workers: expected at least 1, got {self.workers}")
-        if self.lanes not in (None, 1, 3):
-            raise ValueError(f"lanes: expected 1, 3 or None, got {self.lanes}")
+        if self.lanes not in (None, 1, 2, 3):
+            raise ValueError(f"lanes: expected 1, 2, 3 or None, got {self.lanes}")
 
     @property
     def hash_lanes(self) -> int:
         """The lanes in use: :attr:`lanes`, or the automatic choice."""
         if self.lanes is not None:
             return self.lanes
-        return 3 if available_cpus() >= 2 else 1
+        return 2 if available_cpus() >= 2 else 1
 
     @property
     def buffers(self) -> int:
@@ -228,7 +235,7 @@ def encrypt_blob(
             nothing is written.
     """
     settings = settings or StreamSettings()
-    encryptor = LayerEncryptor(options)
+    encryptor = LayerEncryptor(options, verify_plaintext=settings.verify_plaintext)
     part_size = settings.part_size_for(size)
     if size <= part_size:
         plaintext = store.read_range(source_key, 0, size)
@@ -288,7 +295,7 @@ def encrypt_in_order(
             (after the sink got every part: the caller must not commit).
     """
     settings = settings or StreamSettings()
-    encryptor = LayerEncryptor(options)
+    encryptor = LayerEncryptor(options, verify_plaintext=settings.verify_plaintext)
     part_size = settings.part_size_for(size)
     upload = _SinkUpload(sink)
     pipeline = _Pipeline(
@@ -398,7 +405,7 @@ class _Pipeline:
         self._uploaded = 0
 
         workers = settings.workers
-        self._one_lane = settings.hash_lanes == 1
+        self._lanes = settings.hash_lanes
         self._getters = ThreadPoolExecutor(workers, "regseal-get")
         self._putters = ThreadPoolExecutor(workers, "regseal-put")
         self._cipher_lane = ThreadPoolExecutor(1, "regseal-aes")
@@ -478,32 +485,43 @@ class _Pipeline:
         if self._failure is not None:
             return
         encryptor = self._encryptor
-        if self._one_lane:
+        if self._lanes == 1:
             try:
-                # All four steps, cache-sized slice by slice, in place.
+                # Every step, cache-sized slice by slice, in place.
                 encryptor.update_into(part.view, part.view)
             except BaseException as exc:
                 self._fail(exc)
                 return
             self._send(part, None)
             return
-        futures: tuple[Future[None], Future[None]] | None = None
+        verify = encryptor.verify_plaintext
+        mac_here = self._lanes == 2
+        futures: list[Future[None]] = []
         try:
             for start in range(0, len(part.view), SLICE):
                 piece = part.view[start : start + SLICE]
                 # The plaintext is hashed before AES overwrites it.
-                encryptor.hash_plaintext(piece)
+                if verify:
+                    encryptor.hash_plaintext(piece)
                 encryptor.encrypt_into(piece, piece)
-                futures = (
-                    self._mac_lane.submit(self._guard, encryptor.mac_ciphertext, piece),
+                futures = [
                     self._digest_lane.submit(
                         self._guard, encryptor.hash_ciphertext, piece
-                    ),
-                )
+                    )
+                ]
+                if mac_here:
+                    # While the digest lane reads the slice on another core,
+                    # the HMAC reads it here, still in this core's cache.
+                    encryptor.mac_ciphertext(piece)
+                else:
+                    futures.append(
+                        self._mac_lane.submit(
+                            self._guard, encryptor.mac_ciphertext, piece
+                        )
+                    )
         except BaseException as exc:
             self._fail(exc)
             return
-        assert futures is not None
         # The lanes keep blob order: once the part's last slice is MACed and
         # hashed, so is the whole part, and its buffer may leave.
         _when_done(futures, lambda failed: self._send(part, failed))

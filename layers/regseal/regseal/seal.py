@@ -168,7 +168,11 @@ class Sealer:
         self.policies = policies
         self.kms = kms
         self.clock = clock
-        self.stream = StreamSettings(settings.part_size, settings.workers)
+        self.stream = StreamSettings(
+            settings.part_size,
+            settings.workers,
+            verify_plaintext=settings.verify_plaintext,
+        )
         self.targets = targets
         self._references_cache: dict[Digest, set[Digest]] = {}
         self.writer: WriteBack = writer or StorageWriteBack(
@@ -608,7 +612,9 @@ class Sealer:
         source = self.layout.blob_data(layer.digest)
         options = ocicrypt.PrivateOptions.generate(layer.digest)
         # The encryptor refuses (IntegrityError) a blob whose content is not
-        # the plaintext digest the options name, before anything is linked.
+        # the plaintext digest the options name, before anything is linked;
+        # with verify_plaintext off the registry's push-time check stands in
+        # for it and decryption enforces the digest (docs/decisions/0009).
         encrypted = self.writer.write_layer(repository, source, layer.size, options)
         annotations = ocicrypt.strip_enc_annotations(layer.annotations)
         annotations[ocicrypt.ANNOTATION_PUBOPTS] = ocicrypt.PublicOptions(

@@ -59,7 +59,11 @@ def build_sealer(settings: Settings | None = None) -> Sealer:
         writer = ApiWriteBack(
             store,
             registry_client(settings),
-            StreamSettings(settings.part_size, settings.workers),
+            StreamSettings(
+                settings.part_size,
+                settings.workers,
+                verify_plaintext=settings.verify_plaintext,
+            ),
         )
     else:
         store = ObjectStore(client, settings.bucket)
