@@ -13,18 +13,22 @@ HMAC), so the stages overlap on every core:
 - ``workers`` threads fetch parts with ranged GETs, each into a buffer from
   a fixed pool, ahead of the cipher;
 - the cipher lane takes the parts in blob order and, one slice at a time,
-  hashes the plaintext (to check the blob's digest) and then encrypts the
-  slice in place with AES-256-CTR, while the slice is still in the cache;
-- the MAC lane and the digest lane feed each ciphertext slice to the HMAC
-  and to the sha256 that becomes the blob's digest;
+  hashes the plaintext (to check the blob's digest, unless
+  :attr:`StreamSettings.verify_plaintext` is off), encrypts the slice in
+  place with AES-256-CTR and feeds the ciphertext to the HMAC, while the
+  slice is still in this core's cache;
+- the digest lane feeds each ciphertext slice to the sha256 that becomes
+  the blob's digest, on the other core;
 - ``workers`` threads upload each part as soon as its last slice is MACed
   and hashed; its buffer then goes back to the pool for a later part.
 
 A lane is a single-threaded executor, so it sees its slices in blob order,
-which the HMAC and both digests need; the three lanes run at the same time.
-Spreading the hashes over threads costs more CPU per byte (each slice is
-read again on other cores), so with fewer than two CPUs the cipher lane does
-all four steps itself, slice by slice (:attr:`StreamSettings.lanes`).
+which the HMAC and both digests need; the lanes run at the same time. Every
+slice a lane hands to another thread is read again from another core, which
+costs CPU, so the engine hands off as little as keeps two cores busy: two
+lanes by default, the HMAC on a third lane of its own on request, and with
+fewer than two CPUs one lane that does every step itself, slice by slice
+(:attr:`StreamSettings.lanes`; the measurements are in docs/performance.md).
 
 Memory is bounded whatever the layer size: a part holds one buffer from its
 GET to the end of its upload, and the pool has :attr:`StreamSettings.buffers`
