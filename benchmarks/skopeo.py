@@ -10,6 +10,8 @@ decrypt the very same bytes. :func:`regseal_decrypt_image` times the whole
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import resource
@@ -230,18 +232,22 @@ def regseal_decrypt_image(
 
     def decrypt() -> None:
         shutil.rmtree(destination, ignore_errors=True)
-        status = regseal_main(
-            [
-                "decrypt",
-                "--no-progress",
-                "--key",
-                str(keys.private),
-                f"oci:{layout}:latest",
-                f"oci:{destination}:latest",
-            ]
-        )
+        said = io.StringIO()  # its one-line summary, or why it failed
+        with contextlib.redirect_stderr(said):
+            status = regseal_main(
+                [
+                    "decrypt",
+                    "--no-progress",
+                    "--key",
+                    str(keys.private),
+                    f"oci:{layout}:latest",
+                    f"oci:{destination}:latest",
+                ]
+            )
         if status != 0:
-            raise RuntimeError(f"regseal decrypt of {layout} exited with {status}")
+            raise RuntimeError(
+                f"regseal decrypt of {layout} exited with {status}: {said.getvalue()}"
+            )
 
     try:
         return best_of(1, size, decrypt)
