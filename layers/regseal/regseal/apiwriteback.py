@@ -125,7 +125,7 @@ class ApiWriteBack:
         # The encryptor's finalize refuses plaintext that does not hash to the
         # descriptor's digest, before anything is committed: a monolithic push
         # never starts, a chunked upload is cancelled (unless the stream
-        # settings trust the registry's check: docs/decisions/0009).
+        # settings trust the registry's check: docs/decisions/0010).
         self._forget(repository)
         if size <= self.stream.part_size:
             encryptor = LayerEncryptor(

@@ -135,7 +135,7 @@ class StreamSettings:
             hash to the digest its descriptor names. False trusts the
             registry, which checked the digest when the blob was pushed, and
             saves one sha256 pass over the layer; decryption still enforces
-            the digest (docs/decisions/0009).
+            the digest (docs/decisions/0010).
     """
 
     part_size: int = 16 * MiB

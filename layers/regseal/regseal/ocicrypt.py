@@ -473,7 +473,7 @@ class LayerEncryptor:
     With ``verify_plaintext=False`` the plaintext is not hashed at all:
     :meth:`hash_plaintext` is not to be called, :meth:`update` and
     :meth:`update_into` skip it, and :meth:`finalize` reports the digest
-    the options name without checking it (docs/decisions/0009).
+    the options name without checking it (docs/decisions/0010).
 
     Args:
         options: Fresh private options (:meth:`PrivateOptions.generate`),

@@ -614,7 +614,7 @@ class Sealer:
         # The encryptor refuses (IntegrityError) a blob whose content is not
         # the plaintext digest the options name, before anything is linked;
         # with verify_plaintext off the registry's push-time check stands in
-        # for it and decryption enforces the digest (docs/decisions/0009).
+        # for it and decryption enforces the digest (docs/decisions/0010).
         encrypted = self.writer.write_layer(repository, source, layer.size, options)
         annotations = ocicrypt.strip_enc_annotations(layer.annotations)
         annotations[ocicrypt.ANNOTATION_PUBOPTS] = ocicrypt.PublicOptions(

@@ -41,7 +41,7 @@ class Settings:
             refuse one that does not match its descriptor's digest. False
             trusts the registry's own check at push time and saves a sha256
             pass per byte; decryption still enforces the digest
-            (docs/decisions/0009).
+            (docs/decisions/0010).
         digest_push_grace: seconds a manifest pushed by digest (no tag) must
             have existed before it is sealed on its own, so that an index
             being pushed can still find its plaintext children.
