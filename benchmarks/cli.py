@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cryptography
@@ -36,6 +36,8 @@ from cryptography.hazmat.backends.openssl.backend import backend
 from benchmarks import coldstart, engine, latency, memory, requests, skopeo
 from benchmarks.data import GiB, LayerFile, MiB, gzip_layer, random_layers
 from benchmarks.results import Quantity, Row, compare, count, dump, markdown
+from benchmarks.skopeo import KeyFiles
+from regseal import jwe
 from regseal.layerstream import StreamSettings
 
 logger = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class Plan:
     memory_large: int
     memory_settings: StreamSettings
     image_layers: tuple[int, ...]
+    decrypt_layers: tuple[int, ...]
     latency_big_layer: int
     coldstart_repeat: int
 
@@ -66,6 +69,7 @@ FULL = Plan(
     memory_large=2 * GiB,
     memory_settings=StreamSettings(),
     image_layers=(256 * 1024, 256 * 1024, 256 * 1024, 256 * 1024, 12 * MiB),
+    decrypt_layers=(2 * MiB,) * 8,
     latency_big_layer=200 * MiB,
     coldstart_repeat=5,
 )
@@ -78,6 +82,7 @@ QUICK = Plan(
     memory_large=128 * MiB,
     memory_settings=StreamSettings(5 * MiB, 2),
     image_layers=(64 * 1024, 64 * 1024, 12 * MiB),
+    decrypt_layers=(64 * 1024,) * 3,
     latency_big_layer=8 * MiB,
     coldstart_repeat=1,
 )
@@ -99,11 +104,18 @@ class Bench:
         self.rows: list[Row] = []
         self.details: list[str] = []
         self.settings = StreamSettings()
+        self.trusting = replace(self.settings, verify_plaintext=False)
         data = workdir / "data"
         self.layers: dict[int, LayerFile] = {}
         if {"engine", "skopeo"} & set(sections):
             for size in {plan.engine_bytes, plan.moto_bytes}:
                 self.layers[size] = gzip_layer(data / f"layer-{size}.gz", size)
+        self.decrypt_image: list[LayerFile] = []
+        if "skopeo" in sections:
+            self.decrypt_image = [
+                gzip_layer(data / f"image-layer-{index}.gz", payload)
+                for index, payload in enumerate(plan.decrypt_layers)
+            ]
         if "memory" in sections:
             sizes = (plan.memory_small, plan.memory_large)
             self.memory_layers = random_layers(data / "layer.bin", sizes)
@@ -114,7 +126,9 @@ class Bench:
 
     # -- 1. engine -----------------------------------------------------------
 
-    def _engine_once(self, best: engine.Run | None) -> engine.Run:
+    def _engine_once(
+        self, best: engine.Run | None, settings: StreamSettings | None = None
+    ) -> engine.Run:
         """One more seal of the engine layer; the faster of it and ``best``.
 
         Each section keeps its own best engine run, from the runs that took
@@ -122,7 +136,7 @@ class Bench:
         """
         layer = self.layers[self.plan.engine_bytes]
         run = engine.engine_throughput(
-            layer, self.scratch / "filestore", self.settings, 1
+            layer, self.scratch / "filestore", settings or self.settings, 1
         )
         return engine.faster(best, run)
 
@@ -133,18 +147,13 @@ class Bench:
         # (it is shared); each keeps its fastest run.
         bounds: dict[bool, dict[str, engine.Run]] = {False: {}, True: {}}
         best_engine: engine.Run | None = None
+        trusting: engine.Run | None = None
         single: engine.Run | None = None
-        one_lane = StreamSettings(
-            self.settings.part_size, self.settings.workers, lanes=1
-        )
+        one_lane = replace(self.settings, lanes=1)
         for _ in range(plan.repeat):
             best_engine = self._engine_once(best_engine)
-            single = engine.faster(
-                single,
-                engine.engine_throughput(
-                    layer, self.scratch / "filestore", one_lane, 1
-                ),
-            )
+            trusting = self._engine_once(trusting, self.trusting)
+            single = self._engine_once(single, one_lane)
             for plaintext_hash in (False, True):
                 measured = engine.hashing_bounds(
                     layer, layer.size, 1, plaintext_hash=plaintext_hash
@@ -153,15 +162,22 @@ class Bench:
                     kept = bounds[plaintext_hash].get(name)
                     bounds[plaintext_hash][name] = engine.faster(kept, result)
         assert single is not None
+        assert trusting is not None
         run = best_engine
         assert run is not None
         value = Quantity(run.mib_per_s, "MiB/s")
         gib = layer.size / GiB
+        lanes = self.settings.hash_lanes
         self.note(
             f"engine on the file store, {size}, part {_size(self.settings.part_size)}"
-            f", {self.settings.workers} workers, {self.settings.hash_lanes} lanes: "
+            f", {self.settings.workers} workers, {lanes} lanes: "
             f"{run.mib_per_s:.0f} MiB/s, {run.cores:.2f} cores busy, "
             f"{run.cpu_seconds / gib:.2f} CPU-s/GiB (best of {run.runs})"
+        )
+        self.note(
+            f"the same without the plaintext check (verify_plaintext=False): "
+            f"{trusting.mib_per_s:.0f} MiB/s, {trusting.cores:.2f} cores busy, "
+            f"{trusting.cpu_seconds / gib:.2f} CPU-s/GiB"
         )
         self.note(
             f"the same with 1 lane: {single.mib_per_s:.0f} MiB/s, "
@@ -172,15 +188,26 @@ class Bench:
                 "engine-one-lane-cpu",
                 "CPU per GiB sealed, engine with 1 lane (all hashing on one thread)",
                 Quantity(single.cpu_seconds / gib, "CPU-s/GiB"),
-                f"CPU per GiB, engine with {self.settings.hash_lanes} lanes",
+                f"CPU per GiB, engine with {lanes} lanes",
                 Quantity(run.cpu_seconds / gib, "CPU-s/GiB"),
                 note=f"1 lane: {single.mib_per_s:.0f} MiB/s; what 1 vCPU buys",
             )
         )
+        self.rows.append(
+            compare(
+                "engine-trusting-cpu",
+                "CPU per GiB sealed, engine without the plaintext check",
+                Quantity(trusting.cpu_seconds / gib, "CPU-s/GiB"),
+                "CPU per GiB, engine with it (the default)",
+                Quantity(run.cpu_seconds / gib, "CPU-s/GiB"),
+                note=f"verify_plaintext=False: {trusting.mib_per_s:.0f} MiB/s; "
+                "lower is better",
+            )
+        )
 
-        for plaintext_hash, key, what in (
-            (False, "engine-vs-hashing-bound", "AES + HMAC + sha256"),
-            (True, "engine-vs-own-work", "AES + HMAC + sha256 + plaintext sha256"),
+        for plaintext_hash, what in (
+            (False, "AES + HMAC + sha256"),
+            (True, "AES + HMAC + sha256 + plaintext sha256"),
         ):
             for name, bound in bounds[plaintext_hash].items():
                 self.note(
@@ -188,23 +215,46 @@ class Bench:
                     f"{bound.cores:.2f} cores busy, "
                     f"{bound.cpu_seconds / gib:.2f} CPU-s/GiB"
                 )
+        rows = (
+            (
+                "engine-trusting-vs-hashing-bound",
+                trusting,
+                False,
+                "seal engine without the plaintext check",
+                "the passes the format needs",
+            ),
+            (
+                "engine-vs-hashing-bound",
+                run,
+                False,
+                "seal engine",
+                "with the plaintext check, which the bound leaves out",
+            ),
+            (
+                "engine-vs-own-work",
+                run,
+                True,
+                "seal engine",
+                "the four passes the engine makes",
+            ),
+        )
+        for key, measured_run, plaintext_hash, who, remark in rows:
             name, best = max(
                 bounds[plaintext_hash].items(), key=lambda item: item[1].mib_per_s
+            )
+            what = "AES + HMAC + sha256" + (
+                " + plaintext sha256" if plaintext_hash else ""
             )
             self.rows.append(
                 compare(
                     key,
-                    f"seal engine, {size}, file store",
-                    value,
+                    f"{who}, {size}, file store",
+                    Quantity(measured_run.mib_per_s, "MiB/s"),
                     f"{what} in memory, best arrangement ({name})",
                     Quantity(best.mib_per_s, "MiB/s"),
                     target=(">=", 0.8) if not plaintext_hash else None,
-                    note=(
-                        "without the plaintext check"
-                        if not plaintext_hash
-                        else "the four passes the engine makes"
-                    )
-                    + f"; cores busy {run.cores:.2f} vs {best.cores:.2f}",
+                    note=f"{remark}; cores busy {measured_run.cores:.2f} vs "
+                    f"{best.cores:.2f}",
                 )
             )
 
@@ -231,20 +281,23 @@ class Bench:
         plan, layer = self.plan, self.layers[self.plan.engine_bytes]
         base = self.workdir / "skopeo"
         keys = skopeo.write_keys(base / "keys")
-        source = skopeo.write_layout(base / "src", layer)
+        source = skopeo.write_layout(base / "src", [layer])
         encrypted = base / "dst"
         plain = skopeo.plain_copy(source, base / "plain", layer.size, 1)
         shutil.rmtree(base / "plain", ignore_errors=True)
         # skopeo and the engine take turns, as in the engine section.
         encrypt: engine.Run | None = None
         ours_encrypt: engine.Run | None = None
+        ours_trusting: engine.Run | None = None
         for _ in range(plan.repeat):
             encrypt = engine.faster(
                 encrypt, skopeo.skopeo_encrypt(source, encrypted, keys, layer.size, 1)
             )
             ours_encrypt = self._engine_once(ours_encrypt)
+            ours_trusting = self._engine_once(ours_trusting, self.trusting)
         assert encrypt is not None
         assert ours_encrypt is not None
+        assert ours_trusting is not None
         self.note(
             f"skopeo copy without crypto: {plain.mib_per_s:.0f} MiB/s; with "
             f"--encryption-key: {encrypt.mib_per_s:.0f} MiB/s, "
@@ -252,66 +305,117 @@ class Bench:
             f"{encrypt.cpu_seconds / (layer.size / GiB):.2f} CPU-s/GiB"
         )
         size = _size(plan.engine_bytes)
-        self.rows.append(
-            compare(
-                "engine-vs-skopeo-encrypt",
-                f"seal engine, {size}, file store",
-                Quantity(ours_encrypt.mib_per_s, "MiB/s"),
-                "skopeo copy --encryption-key jwe:pub.pem, oci → oci",
-                Quantity(encrypt.mib_per_s, "MiB/s"),
-                target=(">=", 3.0),
-                note=f"cores busy {ours_encrypt.cores:.2f} vs {encrypt.cores:.2f}",
-            )
-        )
         gib = layer.size / GiB
-        self.rows.append(
-            compare(
-                "engine-vs-skopeo-encrypt-cpu",
-                f"CPU per GiB sealed, seal engine, {size}",
-                Quantity(ours_encrypt.cpu_seconds / gib, "CPU-s/GiB"),
-                "CPU per GiB, skopeo copy --encryption-key",
-                Quantity(encrypt.cpu_seconds / gib, "CPU-s/GiB"),
-                target=("<=", 1 / 3),
-                note="lower is better; does not depend on the machine's load",
+        for suffix, ours, who in (
+            ("", ours_encrypt, "seal engine"),
+            ("-trusting", ours_trusting, "seal engine without the plaintext check"),
+        ):
+            self.rows.append(
+                compare(
+                    f"engine{suffix}-vs-skopeo-encrypt",
+                    f"{who}, {size}, file store",
+                    Quantity(ours.mib_per_s, "MiB/s"),
+                    "skopeo copy --encryption-key jwe:pub.pem, oci → oci",
+                    Quantity(encrypt.mib_per_s, "MiB/s"),
+                    target=(">=", 3.0),
+                    note=f"cores busy {ours.cores:.2f} vs {encrypt.cores:.2f}",
+                )
             )
-        )
+            self.rows.append(
+                compare(
+                    f"engine{suffix}-vs-skopeo-encrypt-cpu",
+                    f"CPU per GiB sealed, {who}, {size}",
+                    Quantity(ours.cpu_seconds / gib, "CPU-s/GiB"),
+                    "CPU per GiB, skopeo copy --encryption-key",
+                    Quantity(encrypt.cpu_seconds / gib, "CPU-s/GiB"),
+                    target=("<=", 1 / 3),
+                    note="lower is better; does not depend on the machine's load",
+                )
+            )
 
         decrypted = base / "dec"
         theirs: engine.Run | None = None
-        ours: engine.Run | None = None
+        ours_decrypt: engine.Run | None = None
         for _ in range(plan.repeat):
             theirs = engine.faster(
                 theirs, skopeo.skopeo_decrypt(encrypted, decrypted, keys, layer.size, 1)
             )
             shutil.rmtree(decrypted, ignore_errors=True)
-            ours = engine.faster(
-                ours, skopeo.regseal_decrypt(encrypted, keys, base / "plain.out", 1)
+            ours_decrypt = engine.faster(
+                ours_decrypt,
+                skopeo.regseal_decrypt(encrypted, keys, base / "plain.out", 1),
             )
         assert theirs is not None
-        assert ours is not None
+        assert ours_decrypt is not None
         self.rows.append(
             compare(
                 "decrypt-vs-skopeo",
                 f"decrypt_layer of skopeo's {size} layer (authenticates, then "
                 "releases), to a file",
-                Quantity(ours.mib_per_s, "MiB/s"),
+                Quantity(ours_decrypt.mib_per_s, "MiB/s"),
                 "skopeo copy --decryption-key, oci → oci",
                 Quantity(theirs.mib_per_s, "MiB/s"),
                 note="two passes over the blob, one thread; cores busy "
-                f"{ours.cores:.2f} vs {theirs.cores:.2f}",
+                f"{ours_decrypt.cores:.2f} vs {theirs.cores:.2f}",
             )
         )
         self.rows.append(
             compare(
                 "decrypt-vs-skopeo-cpu",
                 f"CPU per GiB, decrypt_layer, {size}",
-                Quantity(ours.cpu_seconds / gib, "CPU-s/GiB"),
+                Quantity(ours_decrypt.cpu_seconds / gib, "CPU-s/GiB"),
                 "CPU per GiB, skopeo copy --decryption-key",
                 Quantity(theirs.cpu_seconds / gib, "CPU-s/GiB"),
                 note="lower is better",
             )
         )
+        self._decrypt_layers(base, keys)
         shutil.rmtree(base, ignore_errors=True)
+
+    def _decrypt_layers(self, base: Path, keys: KeyFiles) -> None:
+        """``regseal decrypt`` of a many-layer image, with and without the
+        key cache: the JWE unwrap per layer is what the cache saves."""
+        layers = self.decrypt_image
+        source = skopeo.write_layout(base / "image-src", layers)
+        encrypted = base / "image-enc"
+        total = sum(layer.size for layer in layers)
+        skopeo.skopeo_encrypt(source, encrypted, keys, total, 1)
+        cold: engine.Run | None = None
+        cached: engine.Run | None = None
+        output = base / "image-dec"
+        try:
+            for _ in range(self.plan.repeat):
+                jwe.set_key_cache_size(0)
+                cold = engine.faster(
+                    cold, skopeo.regseal_decrypt_image(encrypted, keys, output, total)
+                )
+                jwe.set_key_cache_size(jwe.KEY_CACHE_SIZE)
+                cached = engine.faster(
+                    cached, skopeo.regseal_decrypt_image(encrypted, keys, output, total)
+                )
+        finally:
+            jwe.set_key_cache_size(jwe.KEY_CACHE_SIZE)
+        assert cold is not None
+        assert cached is not None
+        n = len(layers)
+        self.note(
+            f"regseal decrypt of {n} layers ({total / MiB:.1f} MiB in all, JWE "
+            "RSA-2048): "
+            f"{cached.seconds * 1000:.0f} ms with the key cache, "
+            f"{cold.seconds * 1000:.0f} ms with the key rebuilt for every layer "
+            f"({(cold.seconds - cached.seconds) / n * 1000:.0f} ms per layer)"
+        )
+        self.rows.append(
+            compare(
+                "decrypt-layers-key-cache",
+                f"regseal decrypt of an image of {n} layers, JWE RSA-2048 key "
+                "(loaded once, cached)",
+                Quantity(cached.seconds, "s"),
+                "the same with the key rebuilt for every layer (the cache off)",
+                Quantity(cold.seconds, "s"),
+                note=f"oci → oci, {total / MiB:.1f} MiB in all; lower is better",
+            )
+        )
 
     # -- 3. memory -----------------------------------------------------------
 

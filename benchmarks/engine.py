@@ -171,8 +171,15 @@ def _single_thread(work: _Work, plaintext_hash: bool) -> None:
             digest.update(out)
 
 
-def _lanes(work: _Work, plaintext_hash: bool, mac_with_aes: bool) -> None:
-    """AES on this thread; each hash on a thread of its own (or the HMAC here)."""
+def _lanes(
+    work: _Work, plaintext_hash: bool, mac_with_aes: bool, plain_with_aes: bool
+) -> None:
+    """AES on this thread; each hash on a thread of its own, or here with AES.
+
+    ``mac_with_aes`` keeps the HMAC on this thread, ``plain_with_aes`` the
+    plaintext sha256 (hashed before AES overwrites the slice, as the engine
+    does); the ciphertext sha256 always has a thread of its own.
+    """
     encrypt, mac = work.cipher(), work.mac()
     digest, plain = hashlib.sha256(), hashlib.sha256()
     lanes: list[tuple[queue.SimpleQueue[memoryview | None], Callable[..., object]]] = [
@@ -180,7 +187,8 @@ def _lanes(work: _Work, plaintext_hash: bool, mac_with_aes: bool) -> None:
     ]
     if not mac_with_aes:
         lanes.append((queue.SimpleQueue(), mac))
-    if plaintext_hash:
+    plain_lane = plaintext_hash and not plain_with_aes
+    if plain_lane:
         lanes.append((queue.SimpleQueue(), plain.update))
 
     def drain(
@@ -194,13 +202,16 @@ def _lanes(work: _Work, plaintext_hash: bool, mac_with_aes: bool) -> None:
         thread.start()
     to_digest = lanes[0][0]
     to_mac = None if mac_with_aes else lanes[1][0]
-    to_plain = lanes[-1][0] if plaintext_hash else None
+    to_plain = lanes[-1][0] if plain_lane else None
+    plain_here = plaintext_hash and plain_with_aes
     for source, target in work.plan():
         if to_plain is not None:
             to_plain.put(source)
         for start in range(0, len(source), SLICE_LANES):
             piece = source[start : start + SLICE_LANES]
             out = target[start : start + len(piece)]
+            if plain_here:
+                plain.update(piece)
             encrypt(piece, out)
             if to_mac is None:
                 mac(out)
@@ -215,11 +226,15 @@ def _lanes(work: _Work, plaintext_hash: bool, mac_with_aes: bool) -> None:
 
 ARRANGEMENTS: dict[str, Callable[[_Work, bool], None]] = {
     "1 thread, 256 KiB slices": _single_thread,
-    "2 threads: AES+HMAC | sha256": lambda w, p: _lanes(w, p, mac_with_aes=True),
+    "2 threads: AES+HMAC | sha256": lambda w, p: _lanes(
+        w, p, mac_with_aes=True, plain_with_aes=True
+    ),
     "a thread per hash, AES on the caller": lambda w, p: _lanes(
-        w, p, mac_with_aes=False
+        w, p, mac_with_aes=False, plain_with_aes=False
     ),
 }
+"""The thread arrangements of the bound; with the plaintext hash, the two
+thread one hashes the plaintext on the AES thread (the engine's two lanes)."""
 
 
 def hashing_bounds(

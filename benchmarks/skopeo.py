@@ -1,21 +1,24 @@
-"""The reference: skopeo (ocicrypt in Go) encrypting and decrypting one layer.
+"""The reference: skopeo (ocicrypt in Go) encrypting and decrypting layers.
 
 :func:`write_layout` builds an OCI image layout around a layer file (a hard
 link, so a 1 GiB layer costs no copy), :func:`skopeo_encrypt` and
 :func:`skopeo_decrypt` time ``skopeo copy`` between layouts, and
 :func:`regseal_decrypt` times regseal's codec on skopeo's own output, so both
-decrypt the very same bytes.
+decrypt the very same bytes. :func:`regseal_decrypt_image` times the whole
+``regseal decrypt`` command on an image of several layers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import resource
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from benchmarks.data import LayerFile, MiB, copy_prefix
 from benchmarks.engine import Run, best_of
 from regseal import jwe, ocicrypt
+from regseal.cli import main as regseal_main
 from regseal.digest import Digest
 
 SKOPEO = shutil.which("skopeo") or "/usr/bin/skopeo"
@@ -72,12 +76,16 @@ def _write_json_blob(layout: Path, document: object) -> tuple[str, int]:
     return str(digest), len(data)
 
 
-def write_layout(layout: Path, layer: LayerFile, tag: str = "latest") -> Path:
-    """An OCI layout at ``layout`` whose one image has ``layer`` as its layer."""
+def write_layout(
+    layout: Path, layers: Sequence[LayerFile], tag: str = "latest"
+) -> Path:
+    """An OCI layout at ``layout`` whose one image has ``layers``."""
     blobs = layout / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
-    target = _blob(layout, layer.digest)
-    if not target.exists():
+    for layer in layers:
+        target = _blob(layout, layer.digest)
+        if target.exists():
+            continue
         if layer.size == layer.path.stat().st_size:
             os.link(layer.path, target)
         else:
@@ -85,7 +93,10 @@ def write_layout(layout: Path, layer: LayerFile, tag: str = "latest") -> Path:
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [str(layer.diff_id or layer.digest)]},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": [str(layer.diff_id or layer.digest) for layer in layers],
+        },
     }
     config_digest, config_size = _write_json_blob(layout, config)
     manifest = {
@@ -98,6 +109,7 @@ def write_layout(layout: Path, layer: LayerFile, tag: str = "latest") -> Path:
         },
         "layers": [
             {"mediaType": OCI_LAYER, "digest": str(layer.digest), "size": layer.size}
+            for layer in layers
         ],
     }
     manifest_digest, manifest_size = _write_json_blob(layout, manifest)
@@ -210,3 +222,34 @@ def regseal_decrypt(layout: Path, keys: KeyFiles, output: Path, repeat: int) -> 
         return best_of(repeat, size, decrypt)
     finally:
         output.unlink(missing_ok=True)
+
+
+def regseal_decrypt_image(
+    layout: Path, keys: KeyFiles, destination: Path, size: int
+) -> Run:
+    """One ``regseal decrypt --key priv.pem oci:layout oci:destination``, in
+    this process (its CPU is this process's), the key loaded from its file."""
+
+    def decrypt() -> None:
+        shutil.rmtree(destination, ignore_errors=True)
+        said = io.StringIO()  # its one-line summary, or why it failed
+        with contextlib.redirect_stderr(said):
+            status = regseal_main(
+                [
+                    "decrypt",
+                    "--no-progress",
+                    "--key",
+                    str(keys.private),
+                    f"oci:{layout}:latest",
+                    f"oci:{destination}:latest",
+                ]
+            )
+        if status != 0:
+            raise RuntimeError(
+                f"regseal decrypt of {layout} exited with {status}: {said.getvalue()}"
+            )
+
+    try:
+        return best_of(1, size, decrypt)
+    finally:
+        shutil.rmtree(destination, ignore_errors=True)

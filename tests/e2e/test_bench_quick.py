@@ -18,13 +18,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 ROWS = [
     "engine-one-lane-cpu",
+    "engine-trusting-cpu",
+    "engine-trusting-vs-hashing-bound",
     "engine-vs-hashing-bound",
     "engine-vs-own-work",
     "engine-moto-server",
     "engine-vs-skopeo-encrypt",
     "engine-vs-skopeo-encrypt-cpu",
+    "engine-trusting-vs-skopeo-encrypt",
+    "engine-trusting-vs-skopeo-encrypt-cpu",
     "decrypt-vs-skopeo",
     "decrypt-vs-skopeo-cpu",
+    "decrypt-layers-key-cache",
     "memory-large-vs-small",
     "s3-requests-per-image",
     "kms-calls-per-layer",
@@ -81,4 +86,11 @@ def test_quick_bench_prints_every_row(tmp_path):
     assert rows["kms-calls-per-layer"]["ratio"] == 1.0
     assert rows["repush-kms-calls"]["value"]["value"] == 1
     assert rows["repush-crypto-bytes"]["ratio"] == 1.0
+    # The rows that hold the engine to its targets name them.
+    for key in (
+        "engine-trusting-vs-hashing-bound",
+        "engine-trusting-vs-skopeo-encrypt",
+        "engine-trusting-vs-skopeo-encrypt-cpu",
+    ):
+        assert rows[key]["target"] is not None, key
     assert not workdir.exists()

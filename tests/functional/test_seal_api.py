@@ -310,6 +310,24 @@ def test_layer_whose_blob_does_not_match_uploads_nothing(api_stack, size):
     assert api_stack.client.head_manifest("team-a/app", "1.0").digest == pushed.digest
 
 
+@pytest.mark.parametrize("size", [2000, PART + 1000], ids=["whole", "chunked"])
+def test_trusting_api_seal_uploads_a_replaced_layer_that_fails_to_open(api_stack, size):
+    registry = api_stack.stack.registry
+    pushed = registry.push_image("team-a/app", "1.0", [tar_gz({"f": os.urandom(size)})])
+    blob_key = api_stack.layout.blob_data(pushed.layers[0])
+    original = api_stack.stack.store.get(blob_key).data
+    api_stack.stack.store.put(blob_key, bytes(reversed(original)))
+    api_stack.writer.stream = StreamSettings(PART, 2, verify_plaintext=False)
+
+    api_stack.seal_tag("team-a/app", "1.0")
+
+    [layer] = api_stack.sealed_manifest("team-a/app", "1.0")["layers"]
+    ciphertext = api_stack.blob(layer["digest"])
+    assert Digest.of(ciphertext).value == layer["digest"]
+    with pytest.raises(IntegrityError):
+        open_layer(layer, ciphertext, api_stack.stack.private_keys[0])
+
+
 def test_small_layer_is_uploaded_whole_under_its_ciphertext_digest(api_stack):
     pushed = api_stack.stack.registry.push_image("team-a/app", "1.0", [random_layer()])
 

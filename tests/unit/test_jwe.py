@@ -306,6 +306,68 @@ def test_encrypted_private_key_needs_its_password(rsa_keypair):
         jwe.load_private_key(pem, source="enc.pem", password=b"wrong")
 
 
+@pytest.fixture
+def key_cache():
+    """The module's key caches, emptied before and restored after the test."""
+    jwe.set_key_cache_size(jwe.KEY_CACHE_SIZE)
+    yield
+    jwe.set_key_cache_size(jwe.KEY_CACHE_SIZE)
+
+
+def test_same_pem_loads_the_same_key_once(rsa_keypair, monkeypatch, key_cache):
+    loads = []
+    original = serialization.load_pem_private_key
+    monkeypatch.setattr(
+        serialization,
+        "load_pem_private_key",
+        lambda data, password: loads.append(1) or original(data, password),
+    )
+
+    first = jwe.load_private_key(rsa_keypair.private_pem, source="a.pem")
+    again = jwe.load_private_key(bytes(rsa_keypair.private_pem), source="b.pem")
+
+    assert again is first
+    assert loads == [1]
+
+
+def test_a_password_for_an_unencrypted_cached_key_is_still_refused(
+    rsa_keypair, key_cache
+):
+    jwe.load_private_key(rsa_keypair.private_pem, source="key.pem")
+
+    with pytest.raises(KeyWrapError, match="with the given password"):
+        jwe.load_private_key(rsa_keypair.private_pem, source="key.pem", password=b"x")
+
+
+def test_unwrap_builds_each_keys_jwk_once_for_many_layers(
+    rsa_keypair, monkeypatch, key_cache
+):
+    key = private(rsa_keypair)
+    values = [jwe.wrap(PAYLOAD, recipient(rsa_keypair)) for _ in range(4)]
+    built = []
+    original = jwk.JWK.from_pyca
+    monkeypatch.setattr(jwk.JWK, "from_pyca", lambda k: built.append(1) or original(k))
+
+    payloads = [jwe.unwrap(value, [key]) for value in values]
+
+    assert payloads == [PAYLOAD] * 4
+    assert built == [1]
+
+
+def test_key_cache_is_bounded_and_can_be_turned_off(monkeypatch, key_cache):
+    pems = [generate_keypair("p256").private_pem for _ in range(3)]
+    jwe.set_key_cache_size(2)
+    first = [jwe.load_private_key(pem, source="k.pem") for pem in pems]
+
+    assert jwe.load_private_key(pems[2], source="k.pem") is first[2]
+    assert jwe.load_private_key(pems[1], source="k.pem") is first[1]
+    assert jwe.load_private_key(pems[0], source="k.pem") is not first[0]
+    jwe.set_key_cache_size(0)
+    assert jwe.load_private_key(pems[2], source="k.pem") is not first[2]
+    with pytest.raises(ValueError, match="expected 0 or more"):
+        jwe.set_key_cache_size(-1)
+
+
 def test_private_key_of_another_type_refused():
     pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM,

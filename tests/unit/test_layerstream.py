@@ -62,7 +62,7 @@ def store(tmp_path):
     store.close()
 
 
-@pytest.mark.parametrize("lanes", [1, 3])
+@pytest.mark.parametrize("lanes", [1, 2, 3])
 def test_multipart_layer_round_trips_through_the_codec(store, lanes):
     data = os.urandom(5 * PART + 12345)
     options = PrivateOptions.generate(source(store, data))
@@ -226,6 +226,61 @@ def test_plaintext_not_matching_its_digest_aborts_without_writing(store):
     assert store.requests["AbortMultipartUpload"] == 1
 
 
+@pytest.mark.parametrize("lanes", [1, 2, 3])
+@pytest.mark.parametrize("size", [PART - 1, 3 * PART + 5], ids=["one-part", "parts"])
+def test_trusting_stream_seals_a_changed_blob_that_decryption_refuses(
+    store, monkeypatch, lanes, size
+):
+    data = os.urandom(size)
+    store.put("plain", data)
+    options = PrivateOptions.generate(Digest.of(b"the blob the manifest names"))
+    hashed = []
+    original = LayerEncryptor.hash_plaintext
+    monkeypatch.setattr(
+        LayerEncryptor,
+        "hash_plaintext",
+        lambda self, chunk: hashed.append(len(chunk)) or original(self, chunk),
+    )
+    settings = StreamSettings(PART, 2, lanes, verify_plaintext=False)
+
+    layer = encrypt_blob(store, "plain", size, options, blob_key, STAGING, settings)
+
+    assert hashed == []
+    assert layer.plaintext_digest == options.digest
+    assert layer.plaintext_verified is False
+    key = blob_key(layer.digest)
+    assert store.keys() == sorted(["plain", key])
+    with pytest.raises(IntegrityError):
+        decrypt(store, key, layer, options)
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 3])
+def test_verifying_stream_hashes_every_plaintext_byte_once(store, monkeypatch, lanes):
+    data = os.urandom(3 * PART + 5)
+    options = PrivateOptions.generate(source(store, data))
+    hashed = []
+    original = LayerEncryptor.hash_plaintext
+    monkeypatch.setattr(
+        LayerEncryptor,
+        "hash_plaintext",
+        lambda self, chunk: hashed.append(len(chunk)) or original(self, chunk),
+    )
+
+    layer = encrypt_blob(
+        store,
+        "plain",
+        len(data),
+        options,
+        blob_key,
+        STAGING,
+        StreamSettings(PART, 2, lanes),
+    )
+
+    assert sum(hashed) == len(data)
+    assert layer.plaintext_verified is True
+    assert decrypt(store, blob_key(layer.digest), layer, options) == data
+
+
 def test_short_source_fails_and_aborts(store):
     data = os.urandom(3 * PART)
     options = PrivateOptions.generate(source(store, data))
@@ -300,7 +355,7 @@ class CountingUpload(FileUpload):
             store._bump("in_flight", -1)
 
 
-@pytest.mark.parametrize(("workers", "lanes"), [(1, 3), (3, 3), (2, 1)])
+@pytest.mark.parametrize(("workers", "lanes"), [(1, 3), (3, 2), (2, 1)])
 def test_memory_stays_bounded_for_a_layer_of_many_parts(tmp_path, workers, lanes):
     store = CountingStore(tmp_path / "bucket")
     size = 12 * PART + 1
@@ -340,7 +395,7 @@ def test_part_size_grows_for_layers_beyond_ten_thousand_parts():
     [
         (PART - 1, 1, None, "part_size"),
         (PART, 0, None, "workers"),
-        (PART, 1, 2, "lanes"),
+        (PART, 1, 4, "lanes"),
     ],
 )
 def test_stream_settings_reject_bad_values(part_size, workers, lanes, message):
@@ -356,7 +411,7 @@ def test_lambda_memory_size_caps_the_cpus_and_picks_the_lanes(
     cpus = available_cpus()
 
     assert cpus <= int(memory_mb) / 1769
-    expected = lanes if lanes is not None else (3 if cpus >= 2 else 1)
+    expected = lanes if lanes is not None else (2 if cpus >= 2 else 1)
     assert StreamSettings().hash_lanes == expected
     assert StreamSettings(lanes=3).hash_lanes == 3
 
@@ -382,6 +437,8 @@ def test_ciphertext_is_identical_to_the_single_threaded_codec(store):
         ("hash_ciphertext", 3),
         ("mac_ciphertext", 3),
         ("encrypt_into", 3),
+        ("hash_ciphertext", 2),
+        ("mac_ciphertext", 2),
         ("mac_ciphertext", 1),
     ],
 )
@@ -407,7 +464,7 @@ def test_failure_on_a_lane_stops_the_stream_and_aborts(store, monkeypatch, step,
             options,
             blob_key,
             STAGING,
-            StreamSettings(PART, 2),
+            StreamSettings(PART, 2, lanes),
         )
 
     assert store.keys() == ["plain"]

@@ -425,6 +425,29 @@ def test_finalize_fails_when_plaintext_is_not_the_named_blob():
         encryptor.finalize()
 
 
+def test_trusting_encryptor_reports_the_named_digest_without_hashing():
+    trusting = LayerEncryptor(options(), verify_plaintext=False)
+    verifying = LayerEncryptor(options())
+    other = PLAINTEXT[:-1] + b"\x00"
+
+    ciphertext = trusting.update(other)
+    layer = trusting.finalize()
+
+    assert ciphertext == verifying.update(other)
+    assert layer.plaintext_digest == Digest.parse(VECTOR1_PLAIN_DIGEST)
+    assert layer.plaintext_verified is False
+    assert layer.size == len(other)
+    with pytest.raises(IntegrityError):
+        verifying.finalize()
+
+
+def test_trusting_encryptor_refuses_to_hash_the_plaintext():
+    encryptor = LayerEncryptor(options(), verify_plaintext=False)
+
+    with pytest.raises(OcicryptError, match="does not hash the plaintext"):
+        encryptor.hash_plaintext(PLAINTEXT)
+
+
 def test_encryptor_needs_a_sha256_plaintext_digest():
     with pytest.raises(OcicryptError, match="sha256 plaintext digest"):
         LayerEncryptor(PrivateOptions(SYMKEY, bytes(16), ""))

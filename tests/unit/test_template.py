@@ -1047,6 +1047,7 @@ SEAL_ENV_BASE = {
     "REGSEAL_REGISTRY_ROOT": "/",
     "REGSEAL_STATE_PREFIX": "regseal/",
     "REGSEAL_MAX_RECEIVE_COUNT": "5",
+    "REGSEAL_VERIFY_PLAINTEXT": "true",
     "REGSEAL_POLICY": f"s3://{BUCKET}/regseal/policy.json",
     "POWERTOOLS_SERVICE_NAME": "seal",
     "POWERTOOLS_METRICS_NAMESPACE": "regseal",
@@ -1100,6 +1101,17 @@ def test_handler_environment_follows_the_parameters() -> None:
     assert seal["REGSEAL_POLICY"] == "ssm:/regseal/policy"
     assert seal["REGSEAL_TUF_BUCKET"] == tuf["REGSEAL_TUF_BUCKET"] == "example-tuf"
     assert seal["REGSEAL_TUF_PREFIX"] == tuf["REGSEAL_TUF_PREFIX"] == "tuf/"
+
+
+@pytest.mark.parametrize(("parameter", "verify"), [("true", True), ("false", False)])
+def test_verify_plaintext_parameter_reaches_the_seal_settings(
+    parameter: str, verify: bool
+) -> None:
+    stack = stack_for({**DEMO, "VerifyPlaintext": parameter})
+    env = variables(seal_function(stack))
+
+    assert env["REGSEAL_VERIFY_PLAINTEXT"] == parameter
+    assert Settings.from_env(env).verify_plaintext is verify
 
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/111122223333/regseal-TufQueue-Q3"

@@ -136,10 +136,13 @@ class ApiWriteBack:
     ) -> EncryptedLayer:
         # The encryptor's finalize refuses plaintext that does not hash to the
         # descriptor's digest, before anything is committed: a monolithic push
-        # never starts, a chunked upload is cancelled.
+        # never starts, a chunked upload is cancelled (unless the stream
+        # settings trust the registry's check: docs/decisions/0010).
         self._forget(repository)
         if size <= self.stream.part_size:
-            encryptor = LayerEncryptor(options)
+            encryptor = LayerEncryptor(
+                options, verify_plaintext=self.stream.verify_plaintext
+            )
             ciphertext = encryptor.update(self.store.read_range(source_key, 0, size))
             layer = encryptor.finalize()
             self.client.push_blob(repository, ciphertext, layer.digest)

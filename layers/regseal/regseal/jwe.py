@@ -11,7 +11,14 @@ allow-lists, checked for every recipient of a JWE as go-jose does.
 
 Public API: :class:`Recipient` (a public key to wrap for), :func:`wrap`,
 :func:`wrap_all`, :func:`load_private_key` and :func:`unwrap`; the constants
-:data:`KEY_ALGORITHMS` and :data:`CONTENT_ALGORITHMS`.
+:data:`KEY_ALGORITHMS` and :data:`CONTENT_ALGORITHMS`; :func:`set_key_cache_size`.
+
+Loading an RSA private key checks it (OpenSSL tests its primes), about 100 ms
+for 2,048 bits and several times that for 4,096, and jwcrypto builds the key
+again from its numbers for every new JWK. Both results are cached, bounded:
+:func:`load_private_key` by a sha256 of the PEM bytes (and password), and
+:func:`unwrap` keeps one JWK per key object, so decrypting an image of many
+layers pays for each key once.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import binascii
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -174,10 +183,58 @@ def wrap_all(privopts_json: bytes, recipients: Sequence[Recipient]) -> str:
     return ",".join(items)
 
 
+class _Cache:
+    """A small least-recently-used map, safe to share between threads."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()  # outside the lock: a slow load must not block hits
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+KEY_CACHE_SIZE = 32
+"""Private keys (and as many JWKs) kept by default."""
+
+_loaded = _Cache(KEY_CACHE_SIZE)
+_jwks = _Cache(KEY_CACHE_SIZE)
+
+
+def set_key_cache_size(size: int) -> None:
+    """Keep at most ``size`` loaded keys (0 turns the caches off); empties them.
+
+    Raises:
+        ValueError: ``size`` is negative.
+    """
+    if size < 0:
+        raise ValueError(f"key cache size: expected 0 or more, got {size}")
+    for cache in (_loaded, _jwks):
+        cache.clear()
+        cache.size = size
+
+
 def load_private_key(
     data: bytes, *, source: str, password: bytes | None = None
 ) -> PrivateKey:
     """Load an RSA or EC private key from PEM: PKCS#8, PKCS#1 or SEC1.
+
+    The same PEM bytes and password give the same key object again without
+    loading it a second time (see the module docstring).
 
     NOTE: skopeo only takes PKCS#8 EC keys (``reference/registry-on-s3.md``
     §6.2); regseal also reads the traditional forms.
@@ -187,16 +244,39 @@ def load_private_key(
             key that is not RSA or EC P-256/P-384/P-521. The message names
             ``source`` and never the key.
     """
-    try:
-        key = serialization.load_pem_private_key(data, password=password)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise KeyWrapError(
-            f"expected a PEM private key in {source}, found none that loads"
-            + (" with the given password" if password is not None else "")
-        ) from None
-    _check_key_type(key, source, "private")
-    assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+    fingerprint = hashlib.sha256()
+    if password is not None:
+        # Another password must load (or fail) afresh, never hit this entry.
+        fingerprint.update(b"%d:" % len(password) + password)
+    fingerprint.update(data)
+
+    def load() -> PrivateKey:
+        try:
+            key = serialization.load_pem_private_key(data, password=password)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise KeyWrapError(
+                f"expected a PEM private key in {source}, found none that loads"
+                + (" with the given password" if password is not None else "")
+            ) from None
+        _check_key_type(key, source, "private")
+        assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+        return key
+
+    if _loaded.size == 0:
+        return load()
+    key: PrivateKey = _loaded.get(fingerprint.digest(), load)
     return key
+
+
+def _jwk(key: PrivateKey) -> jwk.JWK:
+    """The JWK of ``key``, built once per key object while it stays cached."""
+    if _jwks.size == 0:
+        return jwk.JWK.from_pyca(key)
+    # The entry holds the key itself, so its id cannot be reused meanwhile.
+    entry: tuple[PrivateKey, jwk.JWK] = _jwks.get(
+        id(key), lambda: (key, jwk.JWK.from_pyca(key))
+    )
+    return entry[1]
 
 
 # --------------------------------------------------------------------------
@@ -290,7 +370,7 @@ def unwrap(annotation_value: str, private_keys: Sequence[PrivateKey]) -> bytes:
         KeyWrapError: No item could be unwrapped with any key. The message
             says why each item failed, without key material.
     """
-    keys = [jwk.JWK.from_pyca(key) for key in private_keys]
+    keys = [_jwk(key) for key in private_keys]
     algorithms = sorted(KEY_ALGORITHMS | CONTENT_ALGORITHMS)
     reasons: list[str] = []
     for index, item in enumerate(split_items(annotation_value)):

@@ -13,18 +13,22 @@ HMAC), so the stages overlap on every core:
 - ``workers`` threads fetch parts with ranged GETs, each into a buffer from
   a fixed pool, ahead of the cipher;
 - the cipher lane takes the parts in blob order and, one slice at a time,
-  hashes the plaintext (to check the blob's digest) and then encrypts the
-  slice in place with AES-256-CTR, while the slice is still in the cache;
-- the MAC lane and the digest lane feed each ciphertext slice to the HMAC
-  and to the sha256 that becomes the blob's digest;
+  hashes the plaintext (to check the blob's digest, unless
+  :attr:`StreamSettings.verify_plaintext` is off), encrypts the slice in
+  place with AES-256-CTR and feeds the ciphertext to the HMAC, while the
+  slice is still in this core's cache;
+- the digest lane feeds each ciphertext slice to the sha256 that becomes
+  the blob's digest, on the other core;
 - ``workers`` threads upload each part as soon as its last slice is MACed
   and hashed; its buffer then goes back to the pool for a later part.
 
 A lane is a single-threaded executor, so it sees its slices in blob order,
-which the HMAC and both digests need; the three lanes run at the same time.
-Spreading the hashes over threads costs more CPU per byte (each slice is
-read again on other cores), so with fewer than two CPUs the cipher lane does
-all four steps itself, slice by slice (:attr:`StreamSettings.lanes`).
+which the HMAC and both digests need; the lanes run at the same time. Every
+slice a lane hands to another thread is read again from another core, which
+costs CPU, so the engine hands off as little as keeps two cores busy: two
+lanes by default, the HMAC on a third lane of its own on request, and with
+fewer than two CPUs one lane that does every step itself, slice by slice
+(:attr:`StreamSettings.lanes`; the measurements are in docs/performance.md).
 
 Memory is bounded whatever the layer size: a part holds one buffer from its
 GET to the end of its upload, and the pool has :attr:`StreamSettings.buffers`
@@ -121,16 +125,23 @@ class StreamSettings:
             least 5 MiB). Raised automatically for layers that would need
             more than 10,000 parts.
         workers: parallel GETs, and parallel part uploads.
-        lanes: threads that hash and encrypt: 3 (plaintext hash and AES,
-            HMAC, ciphertext hash, each on a thread of its own: the most
-            bytes per second when two or more CPUs are free) or 1 (all four
-            steps on one thread: the least CPU per byte). None picks 3 when
-            :func:`available_cpus` is at least 2, else 1.
+        lanes: threads that hash and encrypt: 1 (every step on one thread:
+            the least CPU per byte), 2 (plaintext hash, AES and HMAC on the
+            cipher lane, the ciphertext sha256 on a second: the most bytes
+            per second on two CPUs) or 3 (the HMAC on a third lane of its
+            own). None picks 2 when :func:`available_cpus` is at least 2,
+            else 1.
+        verify_plaintext: hash the plaintext and refuse a blob that does not
+            hash to the digest its descriptor names. False trusts the
+            registry, which checked the digest when the blob was pushed, and
+            saves one sha256 pass over the layer; decryption still enforces
+            the digest (docs/decisions/0010).
     """
 
     part_size: int = 16 * MiB
     workers: int = 4
     lanes: int | None = None
+    verify_plaintext: bool = True
 
     def __post_init__(self) -> None:
         if self.part_size < MIN_PART_SIZE:
@@ -140,15 +151,15 @@ class StreamSettings:
             )
         if self.workers < 1:
             raise ValueError(f"workers: expected at least 1, got {self.workers}")
-        if self.lanes not in (None, 1, 3):
-            raise ValueError(f"lanes: expected 1, 3 or None, got {self.lanes}")
+        if self.lanes not in (None, 1, 2, 3):
+            raise ValueError(f"lanes: expected 1, 2, 3 or None, got {self.lanes}")
 
     @property
     def hash_lanes(self) -> int:
         """The lanes in use: :attr:`lanes`, or the automatic choice."""
         if self.lanes is not None:
             return self.lanes
-        return 3 if available_cpus() >= 2 else 1
+        return 2 if available_cpus() >= 2 else 1
 
     @property
     def buffers(self) -> int:
@@ -228,7 +239,7 @@ def encrypt_blob(
             nothing is written.
     """
     settings = settings or StreamSettings()
-    encryptor = LayerEncryptor(options)
+    encryptor = LayerEncryptor(options, verify_plaintext=settings.verify_plaintext)
     part_size = settings.part_size_for(size)
     if size <= part_size:
         plaintext = store.read_range(source_key, 0, size)
@@ -288,7 +299,7 @@ def encrypt_in_order(
             (after the sink got every part: the caller must not commit).
     """
     settings = settings or StreamSettings()
-    encryptor = LayerEncryptor(options)
+    encryptor = LayerEncryptor(options, verify_plaintext=settings.verify_plaintext)
     part_size = settings.part_size_for(size)
     upload = _SinkUpload(sink)
     pipeline = _Pipeline(
@@ -398,7 +409,7 @@ class _Pipeline:
         self._uploaded = 0
 
         workers = settings.workers
-        self._one_lane = settings.hash_lanes == 1
+        self._lanes = settings.hash_lanes
         self._getters = ThreadPoolExecutor(workers, "regseal-get")
         self._putters = ThreadPoolExecutor(workers, "regseal-put")
         self._cipher_lane = ThreadPoolExecutor(1, "regseal-aes")
@@ -478,32 +489,43 @@ class _Pipeline:
         if self._failure is not None:
             return
         encryptor = self._encryptor
-        if self._one_lane:
+        if self._lanes == 1:
             try:
-                # All four steps, cache-sized slice by slice, in place.
+                # Every step, cache-sized slice by slice, in place.
                 encryptor.update_into(part.view, part.view)
             except BaseException as exc:
                 self._fail(exc)
                 return
             self._send(part, None)
             return
-        futures: tuple[Future[None], Future[None]] | None = None
+        verify = encryptor.verify_plaintext
+        mac_here = self._lanes == 2
+        futures: list[Future[None]] = []
         try:
             for start in range(0, len(part.view), SLICE):
                 piece = part.view[start : start + SLICE]
                 # The plaintext is hashed before AES overwrites it.
-                encryptor.hash_plaintext(piece)
+                if verify:
+                    encryptor.hash_plaintext(piece)
                 encryptor.encrypt_into(piece, piece)
-                futures = (
-                    self._mac_lane.submit(self._guard, encryptor.mac_ciphertext, piece),
+                futures = [
                     self._digest_lane.submit(
                         self._guard, encryptor.hash_ciphertext, piece
-                    ),
-                )
+                    )
+                ]
+                if mac_here:
+                    # While the digest lane reads the slice on another core,
+                    # the HMAC reads it here, still in this core's cache.
+                    encryptor.mac_ciphertext(piece)
+                else:
+                    futures.append(
+                        self._mac_lane.submit(
+                            self._guard, encryptor.mac_ciphertext, piece
+                        )
+                    )
         except BaseException as exc:
             self._fail(exc)
             return
-        assert futures is not None
         # The lanes keep blob order: once the part's last slice is MACed and
         # hashed, so is the whole part, and its buffer may leave.
         _when_done(futures, lambda failed: self._send(part, failed))

@@ -434,12 +434,18 @@ class LayerCipher:
 
 @dataclass(frozen=True)
 class EncryptedLayer:
-    """What encrypting one layer produced, besides the ciphertext itself."""
+    """What encrypting one layer produced, besides the ciphertext itself.
+
+    ``plaintext_digest`` is the digest the private options name; when
+    ``plaintext_verified`` is false the encryptor did not hash the plaintext
+    and took the digest on trust (decryption still enforces it).
+    """
 
     hmac: bytes
     digest: Digest
     plaintext_digest: Digest
     size: int
+    plaintext_verified: bool = True
 
     @property
     def public_options(self) -> PublicOptions:
@@ -460,25 +466,31 @@ class LayerEncryptor:
     :meth:`encrypt_into`, :meth:`mac_ciphertext` and :meth:`hash_ciphertext`.
     Each step must see every chunk, in order, and must not run concurrently
     with itself; different steps may run on different threads at once (AES,
-    HMAC and sha256 release the GIL on large buffers). :meth:`finalize`
-    checks that all four steps saw the same number of bytes.
+    HMAC and sha256 release the GIL on large buffers: two threads each MACing
+    256 MiB with cryptography's HMAC take as long as one). :meth:`finalize`
+    checks that the steps in use saw the same number of bytes.
 
-    NOTE: on the shared 2-core development machine, running the steps on
-    three threads measured no faster than :meth:`update_into` on one thread
-    (both about 300-450 MiB/s for 16 MiB chunks, memory-bound); measure on
-    the target before choosing.
+    With ``verify_plaintext=False`` the plaintext is not hashed at all:
+    :meth:`hash_plaintext` is not to be called, :meth:`update` and
+    :meth:`update_into` skip it, and :meth:`finalize` reports the digest
+    the options name without checking it (docs/decisions/0010).
 
     Args:
         options: Fresh private options (:meth:`PrivateOptions.generate`),
             whose ``digest`` names the plaintext blob to be encrypted.
+        verify_plaintext: Hash the plaintext and refuse, in
+            :meth:`finalize`, one that is not ``options.digest``.
     """
 
-    def __init__(self, options: PrivateOptions) -> None:
+    def __init__(
+        self, options: PrivateOptions, *, verify_plaintext: bool = True
+    ) -> None:
         if not isinstance(options.digest, Digest):
             raise OcicryptError(
                 "expected private options naming a sha256 plaintext digest, "
                 f"got {options.digest!r}"
             )
+        self.verify_plaintext = verify_plaintext
         self._expected = options.digest
         self._cipher = LayerCipher(options)
         self._plain_sha = hashlib.sha256()
@@ -488,7 +500,13 @@ class LayerEncryptor:
         self._done = False
 
     def hash_plaintext(self, chunk: BytesLike) -> None:
-        """Feed a plaintext chunk to the plaintext sha256."""
+        """Feed a plaintext chunk to the plaintext sha256.
+
+        Raises:
+            OcicryptError: The encryptor does not verify the plaintext.
+        """
+        if not self.verify_plaintext:
+            raise OcicryptError("this layer encryptor does not hash the plaintext")
         self._plain_sha.update(chunk)
         self._counts[0] += len(chunk)
 
@@ -515,15 +533,16 @@ class LayerEncryptor:
         self._counts[3] += len(ciphertext)
 
     def update(self, chunk: BytesLike) -> bytes:
-        """All four steps for one chunk; returns its ciphertext."""
-        self.hash_plaintext(chunk)
+        """All the steps for one chunk; returns its ciphertext."""
+        if self.verify_plaintext:
+            self.hash_plaintext(chunk)
         ciphertext = self.encrypt(chunk)
         self.mac_ciphertext(ciphertext)
         self.hash_ciphertext(ciphertext)
         return ciphertext
 
     def update_into(self, chunk: BytesLike, out: bytearray | memoryview) -> memoryview:
-        """All four steps for one chunk, writing the ciphertext into ``out``.
+        """All the steps for one chunk, writing the ciphertext into ``out``.
 
         This is the fast single-threaded path: the chunk is processed in
         slices of :data:`SLICE` bytes so that AES and the three hashes read
@@ -546,10 +565,12 @@ class LayerEncryptor:
                 f"output buffer of {len(target)} bytes is smaller than the "
                 f"{len(source)}-byte chunk"
             )
+        verify = self.verify_plaintext
         for start in range(0, len(source), SLICE):
             piece = source[start : start + SLICE]
             ciphertext = target[start : start + len(piece)]
-            self.hash_plaintext(piece)
+            if verify:
+                self.hash_plaintext(piece)
             self.encrypt_into(piece, ciphertext)
             self.mac_ciphertext(ciphertext)
             self.hash_ciphertext(ciphertext)
@@ -563,27 +584,31 @@ class LayerEncryptor:
                 of data (a pipelining bug that would yield a bad HMAC).
             IntegrityError: The plaintext's sha256 is not the digest the
                 private options name: the source blob is not the one the
-                manifest describes.
+                manifest describes (only when verifying the plaintext).
         """
         if self._done:
             raise OcicryptError("layer encryptor already finalized")
         self._done = True
-        if len(set(self._counts)) != 1:
+        counts = self._counts if self.verify_plaintext else self._counts[1:]
+        if len(set(counts)) != 1:
             raise OcicryptError(
                 "encryption steps out of step: plaintext hashed, encrypted, "
                 f"MACed and hashed byte counts are {self._counts}"
             )
-        plaintext_digest = Digest.from_hash(self._plain_sha)
-        if plaintext_digest != self._expected:
-            raise IntegrityError(
-                f"encrypted plaintext has digest {plaintext_digest}, "
-                f"expected {self._expected}"
-            )
+        plaintext_digest = self._expected
+        if self.verify_plaintext:
+            plaintext_digest = Digest.from_hash(self._plain_sha)
+            if plaintext_digest != self._expected:
+                raise IntegrityError(
+                    f"encrypted plaintext has digest {plaintext_digest}, "
+                    f"expected {self._expected}"
+                )
         layer = EncryptedLayer(
             hmac=self._mac.finalize(),
             digest=Digest.from_hash(self._cipher_sha),
             plaintext_digest=plaintext_digest,
-            size=self._counts[0],
+            size=self._counts[1],
+            plaintext_verified=self.verify_plaintext,
         )
         logger.debug(
             "encrypted layer %s into %s (%d bytes)",

@@ -50,7 +50,6 @@ from regseal.errors import (
 )
 from regseal.events import Action, ObjectEvent
 from regseal.kms import ANNOTATION_KMS, KmsWrapper, encryption_context
-from regseal.layerstream import StreamSettings
 from regseal.layout import LinkKind, RegistryLayout, decode_link
 from regseal.policy import Policy, PolicySource, Recipient, Team
 from regseal.settings import Settings
@@ -190,7 +189,7 @@ class Sealer:
         self.policies = policies
         self.kms = kms
         self.clock = clock
-        self.stream = StreamSettings(settings.part_size, settings.workers)
+        self.stream = settings.stream
         self.targets = targets
         self._references_cache: dict[Digest, set[Digest]] = {}
         self.writer: WriteBack = writer or StorageWriteBack(
@@ -754,7 +753,9 @@ class Sealer:
         source = self.layout.blob_data(layer.digest)
         options = ocicrypt.PrivateOptions.generate(layer.digest)
         # The encryptor refuses (IntegrityError) a blob whose content is not
-        # the plaintext digest the options name, before anything is linked.
+        # the plaintext digest the options name, before anything is linked;
+        # with verify_plaintext off the registry's push-time check stands in
+        # for it and decryption enforces the digest (docs/decisions/0010).
         encrypted = self.writer.write_layer(repository, source, layer.size, options)
         annotations = ocicrypt.strip_enc_annotations(layer.annotations)
         annotations[ocicrypt.ANNOTATION_PUBOPTS] = ocicrypt.PublicOptions(

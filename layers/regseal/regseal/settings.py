@@ -13,6 +13,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from regseal.errors import RegsealError
+from regseal.layerstream import StreamSettings
 
 MiB = 1024 * 1024
 
@@ -37,6 +38,11 @@ class Settings:
         part_size: bytes per multipart part while streaming a layer.
         workers: parallel part transfers per layer (bounds memory at about
             ``(2 * workers + 2) * part_size``, the engine's buffer pool).
+        verify_plaintext: hash each plaintext layer while sealing it and
+            refuse one that does not match its descriptor's digest. False
+            trusts the registry's own check at push time and saves a sha256
+            pass per byte; decryption still enforces the digest
+            (docs/decisions/0010).
         digest_push_grace: seconds a manifest pushed by digest (no tag) must
             have existed before it is sealed on its own, so that an index
             being pushed can still find its plaintext children.
@@ -67,6 +73,7 @@ class Settings:
     policy_location: str = ""
     part_size: int = 16 * MiB
     workers: int = 4
+    verify_plaintext: bool = True
     digest_push_grace: float = 60.0
     tuf_bucket: str | None = None
     tuf_prefix: str = "tuf/"
@@ -76,6 +83,13 @@ class Settings:
     registry_url: str = ""
     registry_credentials: str = ""
     registry_ca_bundle: str = ""
+
+    @property
+    def stream(self) -> StreamSettings:
+        """How each layer streams: part size, parallelism, the plaintext check."""
+        return StreamSettings(
+            self.part_size, self.workers, verify_plaintext=self.verify_plaintext
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +133,7 @@ class Settings:
             ),
             part_size=_int(env, "REGSEAL_PART_SIZE_MIB", 16) * MiB,
             workers=_int(env, "REGSEAL_WORKERS", 4),
+            verify_plaintext=_bool(env, "REGSEAL_VERIFY_PLAINTEXT", True),
             digest_push_grace=float(_int(env, "REGSEAL_DIGEST_PUSH_GRACE_SECONDS", 60)),
             tuf_bucket=env.get("REGSEAL_TUF_BUCKET") or None,
             tuf_prefix=env.get("REGSEAL_TUF_PREFIX", "tuf/"),
@@ -142,3 +157,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 0:
         raise SettingsError(f"{name}: expected a non-negative integer, got {value}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value not in {"true", "false"}:
+        raise SettingsError(f"{name}: expected 'true' or 'false', got {raw!r}")
+    return value == "true"

@@ -14,7 +14,6 @@ from botocore.config import Config
 
 from regseal.apiwriteback import ApiWriteBack
 from regseal.kms import KmsWrapper
-from regseal.layerstream import StreamSettings
 from regseal.layout import RegistryLayout
 from regseal.policy import PolicySource
 from regseal.registryapi import RegistryClient
@@ -27,7 +26,15 @@ from regseal.writeback import WriteBack
 
 
 def s3_client(max_pool: int = 32) -> Any:
-    """An S3 client sized for parallel part transfers."""
+    """An S3 client sized for parallel part transfers.
+
+    NOTE: botocore's default request checksums stay on (a CRC32 of every
+    uploaded part, in an aws-chunked trailer over HTTPS). Turning them off
+    makes botocore sign each part's payload with sha256 instead, which costs
+    more CPU; turning off payload signing as well leaves no check of a part
+    between this process and S3's storage (docs/performance.md, "Costs
+    outside the engine").
+    """
     config = Config(
         max_pool_connections=max_pool, retries={"max_attempts": 5, "mode": "standard"}
     )
@@ -60,7 +67,7 @@ def build_sealer(settings: Settings | None = None) -> Sealer:
         writer = ApiWriteBack(
             store,
             registry_client(settings),
-            StreamSettings(settings.part_size, settings.workers),
+            settings.stream,
             layout=layout,
         )
     else:
