@@ -33,11 +33,11 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from regseal.local.processes import LOOPBACK
+from regseal.local.loopback import LoopbackServer
 
 logger = logging.getLogger(__name__)
 
@@ -82,32 +82,22 @@ class TagFront:
         self.registry = registry
         self._tags: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._server = LoopbackServer(self._handler_class(), "regseal-tag-front")
 
     @property
     def address(self) -> str:
         """``host:port`` that clients use as the registry."""
-        host, port = self._server.server_address[:2]
-        return f"{host!s}:{port}"
+        return self._server.address
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="regseal-tag-front", daemon=True
-        )
-        self._thread.start()
+        self._server.start()
         logger.debug("tag front at %s for %s", self.address, self.registry)
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(10)
-            self._thread = None
-        self._server.server_close()
+        self._server.stop()
 
     def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._server.is_alive()
 
     def tags(self, name: str) -> dict[str, str]:
         """The tags of repository ``name`` and the digests they name."""

@@ -23,12 +23,11 @@ import datetime
 import hmac
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -39,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from regseal.local.processes import LOOPBACK
+from regseal.local.loopback import LoopbackServer
 
 logger = logging.getLogger(__name__)
 
@@ -175,29 +174,19 @@ class TokenServer:
             f"{username}:{password}".encode()
         ).decode("ascii")
         self._username = username
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._server = LoopbackServer(self._handler_class(), "regseal-token-server")
 
     @property
     def realm(self) -> str:
         """The URL a registry names as its token realm."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{TOKEN_PATH}"
+        return f"http://{self._server.address}{TOKEN_PATH}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="regseal-token-server", daemon=True
-        )
-        self._thread.start()
+        self._server.start()
         logger.debug("token service at %s", self.realm)
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(10)
-            self._thread = None
-        self._server.server_close()
+        self._server.stop()
 
     def _answer(self, path: str, authorization: str) -> tuple[int, dict[str, Any]]:
         parts = urlsplit(path)
