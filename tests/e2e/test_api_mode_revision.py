@@ -82,14 +82,24 @@ def test_push_by_tag_is_sealed_through_its_revision_event(harbor_stack, tmp_path
     sealed_digest = client.head_manifest(REPOSITORY, "1.0").digest
 
     # The revision event did it: storage has no tag link, so no tag event.
+    # Its "seal finished" line comes after the TUF record, which may still be
+    # running once the plaintext is gone: wait for it.
     layout = RegistryLayout()
-    records = StackClient(state, stack.output).log_records()
     revision = layout.revision_link(REPOSITORY, plaintext)
-    finished = [
-        (r.fields["outcome"], r.fields.get("tags"), r.fields.get("sealed_digest"))
-        for r in records
-        if r.message == "seal finished" and r.fields.get("key") == revision
-    ]
+    log = StackClient(state, stack.output)
+
+    def finished_seals():
+        records = log.log_records()
+        found = [
+            (r.fields["outcome"], r.fields.get("tags"), r.fields.get("sealed_digest"))
+            for r in records
+            if r.message == "seal finished" and r.fields.get("key") == revision
+        ]
+        return (found, records) if found else None
+
+    finished, records = wait_for(
+        finished_seals, f"no 'seal finished' for {revision}; see {stack.output}"
+    )
     assert finished == [("sealed", ["1.0"], sealed_digest.value)]
     assert [r for r in records if "/_manifests/tags/" in r.fields.get("key", "")] == []
     s3 = boto3.client(
