@@ -220,12 +220,17 @@ def test_deleting_the_sealed_manifest_removes_the_target(stack, tmp_path):
             metadata_url=stack.state.tuf_metadata_url,
             cache_dir=tmp_path / "verify-after-delete",
         )
-    removed = [
-        record
-        for record in stack.log_records()
-        if record.fields.get("key") == stack.tag_link_key(repository, tag)
-        and record.fields.get("reason") == "target removed"
-    ]
+
+    def removals():
+        return [
+            record
+            for record in stack.log_records()
+            if record.fields.get("key") == stack.tag_link_key(repository, tag)
+            and record.fields.get("reason") == "target removed"
+        ]
+
+    # The handler logs its verdict after the TUF write that the client saw.
+    removed = wait_for(removals, timeout=TUF_TIMEOUT, what="'target removed' logged")
     assert len(removed) == 1
 
 
