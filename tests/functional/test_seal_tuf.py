@@ -133,3 +133,39 @@ def test_public_pem_is_what_the_policy_holds(rsa_keypair):
     # Guard for the fixture above: the policy takes SubjectPublicKeyInfo PEM.
     key = serialization.load_pem_public_key(rsa_keypair.public_pem)
     assert key.key_size == 2048
+
+
+def test_a_pushed_manifest_forging_regseals_annotations_is_not_signed_or_acted_on(
+    world, sealing
+):
+    # Anyone who may push can copy a sealed manifest, change it and name any
+    # plaintext in regseal's annotation. Only regseal's seal record counts.
+    sealer, registry, messages = sealing
+    registry.push_image("team-a/app", "1.0", [random_layer()])
+    sealed = sealer.seal_tag("team-a/app", "1.0")
+    waiting = registry.push_image("team-a/app", None, [random_layer()])
+    doc = json.loads(
+        sealer.store.get(
+            sealer.layout.blob_data(Digest.parse(sealed.sealed_digest))
+        ).data
+    )
+    doc["annotations"]["dev.regseal.plaintext-manifest"] = waiting.digest.value
+    doc["annotations"]["org.example.note"] = "not what regseal wrote"
+    forged = registry.put_manifest("team-a/app", json.dumps(doc).encode(), "evil")
+    before = len(messages)
+
+    result = sealer.seal_tag("team-a/app", "evil")
+    world.refresh()
+
+    assert result.outcome is Outcome.SKIPPED
+    assert "no record of sealing it" in result.reason
+    assert result.plaintext_digest == forged.value
+    assert target(world, "team-a/app/tags/evil") is None
+    assert len(messages) == before
+    # The plaintext it names is still there, waiting for its own seal.
+    assert sealer.store.exists(
+        sealer.layout.revision_link("team-a/app", waiting.digest)
+    )
+    assert target(world, "team-a/app/tags/1.0").hashes == {
+        "sha256": Digest.parse(sealed.sealed_digest).hex
+    }

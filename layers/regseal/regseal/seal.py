@@ -271,6 +271,14 @@ class Sealer:
         if not self.has_plaintext(repository, parsed):
             if not _is_sealed(parsed):
                 return replace(base, reason=self._why_no_plaintext(repository, parsed))
+            if not self._sealed_here(repository, parsed):
+                # Anyone who may push can write regseal's annotations: only
+                # regseal's own record makes a manifest one it sealed.
+                return replace(
+                    base,
+                    reason="carries regseal's annotations, but regseal has no record "
+                    "of sealing it; not recorded in TUF, nothing hidden",
+                )
             self._hide_sealed_sources(repository, parsed)
             self._record_target(repository, tag, parsed, None)
             return replace(base, reason="already sealed")
@@ -324,6 +332,18 @@ class Sealer:
             outcome=Outcome.SKIPPED,
             reason="target removed" if changed else "no target to remove",
         )
+
+    def _sealed_here(
+        self, repository: str, sealed: mf.ImageManifest | mf.ImageIndex
+    ) -> bool:
+        """Whether regseal's record of the manifest's plaintext names it."""
+        source = sealed.annotations.get(mf.ANNOTATION_PLAINTEXT, "")
+        try:
+            plaintext = Digest.parse(source)
+        except ValueError:
+            return False
+        record = self._sealed_record(repository, plaintext)
+        return record is not None and record.get("sealed") == sealed.digest.value
 
     def _record_target(
         self,
