@@ -267,6 +267,36 @@ def test_tag_moved_during_seal_is_not_rolled_back(stack, monkeypatch):
     assert stack.registry.tag_digest("team-a/app", "1") == newer["image"].digest
 
 
+def test_manifest_deleted_during_seal_leaves_no_tag_and_no_plaintext_layers(
+    stack, monkeypatch
+):
+    pushed = stack.registry.push_image("team-a/app", "1", [random_layer()])
+    layout = stack.sealer.layout
+    original = stack.sealer._seal_any
+
+    def seal_then_delete(*args, **kwargs):
+        sealed = original(*args, **kwargs)
+        # What distribution's DELETE /v2/<repo>/manifests/<digest> removes:
+        # the revision link and every tag directory that points at it.
+        stack.store.delete(layout.revision_link("team-a/app", pushed.digest))
+        for key in list(stack.store.list_keys(layout.tags_prefix("team-a/app"))):
+            stack.store.delete(key)
+        return sealed
+
+    monkeypatch.setattr(stack.sealer, "_seal_any", seal_then_delete)
+    result = stack.sealer.handle(tag_event(stack, "team-a/app", "1"))
+
+    assert result.outcome is Outcome.SUPERSEDED
+    assert "deleted while sealing" in result.reason
+    # The tag is not brought back (an index link alone would list it) ...
+    assert list(stack.store.list_keys(layout.tags_prefix("team-a/app"))) == []
+    # ... and the deleted image's plaintext layers are not left pullable.
+    for layer in pushed.layers:
+        assert not stack.store.exists(layout.layer_link("team-a/app", layer))
+    sealed = Digest.parse(result.sealed_digest)
+    assert stack.store.exists(layout.revision_link("team-a/app", sealed))
+
+
 def test_large_layer_streams_in_parts(stack):
     layer = random_layer(12 * 1024 * 1024)  # incompressible: > two 5 MiB parts
     stack.registry.push_image("team-a/big", "1", [layer])

@@ -305,8 +305,8 @@ class Sealer:
             return replace(
                 work.report(base, sealed),
                 outcome=Outcome.SUPERSEDED,
-                reason="tag moved while sealing; the newer push is sealed by its "
-                "own event",
+                reason="tag moved or was deleted while sealing; a newer push is "
+                "sealed by its own event",
             )
         # Plaintext first: a TUF failure (say, a team not yet added with
         # `regseal tuf add-team`) must not leave it reachable. The retry finds
@@ -578,8 +578,8 @@ class Sealer:
         return replace(
             result,
             outcome=Outcome.SUPERSEDED,
-            reason="every tag moved while sealing; the newer pushes are sealed by "
-            "their own events",
+            reason="every tag moved or was deleted while sealing; newer pushes are "
+            "sealed by their own events",
         )
 
     def _record_targets(self, repository: str, sealed: Digest) -> tuple[str, ...]:
@@ -914,7 +914,13 @@ class Sealer:
         # The plaintext's own revision link goes last: while it exists, a
         # retry after a crash (_hide_sealed_sources) knows hiding is unfinished.
         for digest in sorted(hidden, key=lambda d: (d == plaintext.digest, d)):
-            parsed = self._load_or_none(repository, digest)
+            # The plaintext itself as read: its revision may be gone already
+            # (deleted while sealing), its layers still linked.
+            parsed = (
+                plaintext
+                if digest == plaintext.digest
+                else self._load_or_none(repository, digest)
+            )
             if isinstance(parsed, mf.ImageManifest):
                 for layer in parsed.layers:
                     if layer.digest not in in_use and not layer.urls:

@@ -167,12 +167,16 @@ class StorageWriteBack:
                 "current/link as the seal read it, got none"
             )
         # The index link first, then current/link: the registry's own order.
-        self.store.put(
-            self.layout.tag_index_link(repository, tag, digest), encode_link(digest)
-        )
+        index_link = self.layout.tag_index_link(repository, tag, digest)
+        self.store.put(index_link, encode_link(digest))
         key = self.layout.tag_link(repository, tag)
         try:
             self.store.put(key, encode_link(digest), if_match=expected.link_etag)
+        except NotFoundError:
+            # Deleted while sealing. The index link just written would bring
+            # the tag back into the registry's tag listing, resolving nowhere.
+            self.store.delete(index_link)
+            return False
         except PreconditionFailedError:
             try:
                 now = decode_link(self.store.get(key).data, key)
