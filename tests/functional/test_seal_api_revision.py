@@ -343,6 +343,27 @@ def test_tag_deleted_while_sealing_is_not_recreated(harbor):
     assert_plaintext_hidden(harbor, REPO, pushed)
 
 
+def test_manifest_deleted_while_sealing_leaves_none_of_its_layers_pullable(harbor):
+    # The newcomer's case: the plaintext manifest is deleted through the API
+    # (and with it, its tag) while the seal runs.
+    pushed = push_by_tag(harbor, REPO, ["1.0"])
+
+    def delete_manifest(repository, reference):
+        if harbor.client.head_manifest(REPO, pushed.digest.value) is not None:
+            harbor.client.delete_manifest(REPO, pushed.digest)
+            harbor.api.extra_tags.pop((REPO, "1.0"), None)
+
+    harbor.api.hooks["PUT manifest"] = delete_manifest
+
+    result = harbor.seal_revision(REPO, pushed.digest)
+
+    assert result.outcome is Outcome.SUPERSEDED
+    assert "moved or was deleted" in result.reason
+    assert harbor.client.head_manifest(REPO, "1.0") is None
+    assert_plaintext_hidden(harbor, REPO, pushed)
+    assert harbor.targets.recorded == []
+
+
 def test_tag_with_a_link_in_storage_is_left_to_its_tag_event(api_stack):
     # Distribution (and Harbor up to 2.14) write the tag link too, so both
     # events arrive: the revision event leaves the tag to the tag event, as
