@@ -86,3 +86,152 @@ def test_decrypt_src_creds_without_a_password_is_refused_without_echoing_it(
     assert "--src-creds: expected USERNAME:PASSWORD, both non-empty" in error
     assert "user-without-colon-4d2e" not in error
     assert not (tmp_path / "out").exists()
+
+
+def closed_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_endpoint_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    port = closed_loopback_port()
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(MINIMAL_POLICY))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_RETRY_MODE", "standard")
+    monkeypatch.setenv("REGSEAL_BUCKET", "registry-c1e7")
+    monkeypatch.setenv("REGSEAL_POLICY", f"file:{policy}")
+
+    status = main(["status"])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert error.splitlines() == [
+        f"regseal: error: cannot connect to http://127.0.0.1:{port} (bucket "
+        "registry-c1e7); check AWS_ENDPOINT_URL and that the service (or the "
+        "local stack) is running"
+    ]
+    assert "Traceback" not in error
+
+
+MINIMAL_POLICY = {
+    "version": "1",
+    "teams": {
+        "team-a": {
+            "repositories": ["team-a/*"],
+            "kms_key": "alias/team-a",
+            "recipients": [],
+        }
+    },
+}
+
+
+def test_missing_region_is_one_line(monkeypatch, capsys):
+    from botocore.exceptions import NoRegionError
+
+    from regseal import cli
+
+    def no_region(args):
+        raise NoRegionError()
+
+    monkeypatch.setenv("REGSEAL_BUCKET", "registry-9a1f")
+    parser = cli.build_parser()
+    args = parser.parse_args(["status"])
+    args.run = no_region
+    monkeypatch.setattr(cli, "build_parser", lambda: _FixedParser(args))
+
+    assert cli.main(["status"]) == 1
+    assert capsys.readouterr().err == (
+        "regseal: error: no AWS region configured (bucket registry-9a1f); "
+        "set AWS_DEFAULT_REGION\n"
+    )
+
+
+def test_access_denied_names_the_operation(monkeypatch, capsys):
+    from botocore.exceptions import ClientError
+
+    from regseal import cli
+
+    def denied(args):
+        raise ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "no"}}, "ListObjectsV2"
+        )
+
+    monkeypatch.delenv("REGSEAL_BUCKET", raising=False)
+    args = cli.build_parser().parse_args(["status", "--bucket", "registry-77b2"])
+    args.run = denied
+    monkeypatch.setattr(cli, "build_parser", lambda: _FixedParser(args))
+
+    assert cli.main(["status"]) == 1
+    assert capsys.readouterr().err == (
+        "regseal: error: AWS refused ListObjectsV2 (bucket registry-77b2) with "
+        "AccessDenied; check the credentials in use and the IAM and bucket "
+        "policies they fall under\n"
+    )
+
+
+class _FixedParser:
+    """Stands in for the parser: returns parsed arguments whose run is replaced."""
+
+    def __init__(self, args):
+        self.args = args
+
+    def parse_known_args(self, argv):
+        return self.args, []
+
+
+def test_unreadable_path_anywhere_is_named_without_a_traceback(tmp_path, capsys):
+    missing = tmp_path / "no-such-dir" / "root.json"
+
+    status = main(["tuf", "keygen", str(missing)])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert error.startswith(f"regseal: error: {tmp_path / 'no-such-dir'}")
+    assert "Traceback" not in error
+
+
+def test_decrypt_unknown_option_shows_decrypts_usage(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["decrypt", "oci:a:1", f"oci:{tmp_path}:1", "--bogus"])
+
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert error.startswith("usage: regseal decrypt ")
+    assert error.rstrip().endswith("error: unrecognized arguments: --bogus")
+
+
+def test_nested_command_unknown_option_shows_its_usage(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["policy", "schema", "--bogus"])
+
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("usage: regseal policy schema ")
+
+
+def test_decrypt_missing_key_file_names_the_option(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "decrypt",
+                "oci:a:1",
+                f"oci:{tmp_path}:1",
+                "--key",
+                str(tmp_path / "nonexistent.pem"),
+            ]
+        )
+
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert error.startswith("usage: regseal decrypt ")
+    assert (
+        f"argument --key: expected a readable file, no such "
+        f"'{tmp_path / 'nonexistent.pem'}'" in error
+    )

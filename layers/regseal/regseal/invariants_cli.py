@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import boto3
 
+from regseal.cliargs import readable_file
 from regseal.errors import FormatError
 from regseal.invariants import ExtraCheck, Keys, check_registry, tuf_targets
 from regseal.jwe import load_private_key
@@ -41,7 +41,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     check.add_argument(
         "--jwe-key",
-        type=Path,
+        type=readable_file,
         action="append",
         default=[],
         metavar="FILE",
@@ -59,7 +59,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     check.add_argument(
         "--tuf-root",
-        type=Path,
+        type=readable_file,
         metavar="FILE",
         help="a trusted TUF root: also check every sealed tag is its TUF target",
     )
