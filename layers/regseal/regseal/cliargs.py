@@ -13,6 +13,8 @@ import argparse
 import os
 from pathlib import Path
 
+from regseal.settings import Settings, SettingsError
+
 
 def readable_file(text: str) -> Path:
     """A path to an existing file this process can read (a key, a root)."""
@@ -49,3 +51,27 @@ def writable_file(text: str) -> Path:
             f"expected a file in a writable directory, {str(parent)!r} is not"
         )
     return path
+
+
+def add_bucket_options(parser: argparse.ArgumentParser) -> None:
+    """``--bucket`` and ``--policy``, which the bucket commands all take."""
+    parser.add_argument("--bucket", help="the registry bucket (REGSEAL_BUCKET)")
+    parser.add_argument("--policy", help="the policy location (REGSEAL_POLICY)")
+
+
+def bucket_settings(args: argparse.Namespace) -> Settings:
+    """The seal function's settings from the environment and the bucket options.
+
+    Raises:
+        SettingsError: no bucket is named, or a variable is malformed.
+    """
+    env = dict(os.environ)
+    if args.bucket:
+        env["REGSEAL_BUCKET"] = args.bucket
+    if args.policy:
+        env["REGSEAL_POLICY"] = args.policy
+    if not env.get("REGSEAL_BUCKET"):
+        raise SettingsError(
+            "which registry bucket? give --bucket NAME or set REGSEAL_BUCKET"
+        )
+    return Settings.from_env(env)

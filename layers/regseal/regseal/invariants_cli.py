@@ -1,7 +1,8 @@
 """``regseal check``: run the invariant checker against a registry bucket.
 
-The bucket and layout come from the same environment the seal function uses
-(``REGSEAL_BUCKET``, ``REGSEAL_REGISTRY_ROOT``, ``REGSEAL_POLICY``), the AWS
+The bucket is ``--bucket`` or ``REGSEAL_BUCKET`` and the policy ``--policy`` or
+``REGSEAL_POLICY``, as for the other bucket commands; the layout comes from
+the same environment the seal function uses (``REGSEAL_REGISTRY_ROOT``), the AWS
 access from the standard AWS environment. Violations are printed one a line
 on stdout and the exit status is 1 when there is any (see
 :mod:`regseal.invariants` for what each one means).
@@ -14,14 +15,13 @@ import sys
 
 import boto3
 
-from regseal.cliargs import readable_file
+from regseal.cliargs import add_bucket_options, bucket_settings, readable_file
 from regseal.errors import FormatError
 from regseal.invariants import ExtraCheck, Keys, check_registry, tuf_targets
 from regseal.jwe import load_private_key
 from regseal.kms import KmsWrapper
 from regseal.layout import RegistryLayout
 from regseal.policy import PolicySource
-from regseal.settings import Settings
 from regseal.storage import ObjectStore
 from regseal.verify import default_cache_dir
 from regseal.wiring import s3_client
@@ -75,11 +75,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="NAME",
         help="check only this repository; repeat for more (default: all)",
     )
+    add_bucket_options(check)
     check.set_defaults(run=_check)
 
 
 def _check(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = bucket_settings(args)
     keys = Keys(
         jwe_keys=[
             load_private_key(path.read_bytes(), source=str(path))

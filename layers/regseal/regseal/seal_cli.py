@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from regseal import backfill, jwe, status
-from regseal.cliargs import readable_file, writable_file
+from regseal.cliargs import (
+    add_bucket_options,
+    bucket_settings,
+    readable_file,
+    writable_file,
+)
 from regseal.errors import RegsealError
 from regseal.inventory import Selection, require_match, scan
 from regseal.layerkeys import LayerKeys
 from regseal.progress import ProgressBar
 from regseal.rewrap import Rewrapper
 from regseal.seal import Sealer
-from regseal.settings import Settings, SettingsError
 from regseal.wiring import build_sealer
 
 
@@ -63,7 +66,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=[],
         help="with --rekey: a JWE private key (PEM) to open layer keys with",
     )
-    _bucket_options(seal)
+    add_bucket_options(seal)
     seal.set_defaults(run=run_seal)
 
     rewrap = commands.add_parser(
@@ -93,7 +96,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     rewrap.add_argument("--force", action="store_true", help="even if current")
     rewrap.add_argument("--dry-run", action="store_true", help="report, write nothing")
-    _bucket_options(rewrap)
+    add_bucket_options(rewrap)
     rewrap.set_defaults(run=run_rewrap)
 
     show = commands.add_parser(
@@ -104,26 +107,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     show.add_argument("selection", nargs="?", metavar="REPO[:TAG]")
     show.add_argument("--json", action="store_true", help="JSON lines, one per tag")
-    _bucket_options(show)
+    add_bucket_options(show)
     show.set_defaults(run=run_status)
 
 
-def _bucket_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bucket", help="the registry bucket (REGSEAL_BUCKET)")
-    parser.add_argument("--policy", help="the policy location (REGSEAL_POLICY)")
-
-
 def _sealer(args: argparse.Namespace) -> Sealer:
-    env = dict(os.environ)
-    if args.bucket:
-        env["REGSEAL_BUCKET"] = args.bucket
-    if args.policy:
-        env["REGSEAL_POLICY"] = args.policy
-    if not env.get("REGSEAL_BUCKET"):
-        raise SettingsError(
-            "which registry bucket? give --bucket NAME or set REGSEAL_BUCKET"
-        )
-    return build_sealer(Settings.from_env(env))
+    return build_sealer(bucket_settings(args))
 
 
 def run_seal(args: argparse.Namespace) -> int:
