@@ -187,15 +187,39 @@ class _FixedParser:
         return self.args, []
 
 
-def test_unreadable_path_anywhere_is_named_without_a_traceback(tmp_path, capsys):
-    missing = tmp_path / "no-such-dir" / "root.json"
+def test_unwritable_path_anywhere_is_named_without_a_traceback(
+    tmp_path, monkeypatch, capsys
+):
+    from regseal import cli
 
-    status = main(["tuf", "keygen", str(missing)])
+    target = tmp_path / "no-such-dir" / "out.json"
 
-    error = capsys.readouterr().err
-    assert status == 1
-    assert error.startswith(f"regseal: error: {tmp_path / 'no-such-dir'}")
-    assert "Traceback" not in error
+    def writes(args):
+        target.write_text("{}")
+        return 0
+
+    args = cli.build_parser().parse_args(["policy", "schema"])
+    args.run = writes
+    monkeypatch.setattr(cli, "build_parser", lambda: _FixedParser(args))
+
+    assert cli.main(["policy", "schema"]) == 1
+    assert capsys.readouterr().err == (
+        f"regseal: error: {target}: no such file or directory (No such file or "
+        "directory); check the path given\n"
+    )
+
+
+def test_tuf_keygen_into_a_missing_directory_names_the_argument(tmp_path, capsys):
+    missing = tmp_path / "no-such-dir" / "root.key"
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tuf", "keygen", str(missing)])
+
+    assert exit_info.value.code == 2
+    assert (
+        "argument path: expected a file in an existing directory, no directory "
+        f"'{tmp_path / 'no-such-dir'}'"
+    ) in capsys.readouterr().err
 
 
 def test_decrypt_unknown_option_shows_decrypts_usage(tmp_path, capsys):

@@ -31,14 +31,16 @@ def readable_file(text: str) -> Path:
 
 
 def writable_file(text: str) -> Path:
-    """A file that may exist and can be created or appended to (a checkpoint)."""
+    """A file that can be written: an existing writable file, or a new one
+    in an existing writable directory (a checkpoint, a root to write out)."""
     path = Path(text)
     if path.exists():
         if not path.is_file():
             raise argparse.ArgumentTypeError(f"expected a file, {text!r} is not")
         if not os.access(path, os.R_OK | os.W_OK):
             raise argparse.ArgumentTypeError(
-                f"expected a file to read and append to, {text!r} is not writable"
+                f"expected a writable file, {text!r} cannot be written "
+                "(permission denied)"
             )
         return path
     parent = path.parent
