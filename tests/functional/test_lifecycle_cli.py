@@ -255,6 +255,7 @@ def test_rewrap_with_a_wrong_key_says_it_cannot_open_the_layers(
     assert out.startswith(
         "team-a/app:1: failed: the --key private keys cannot open the layer keys: "
     )
+    assert " of team-a/app: no key could unwrap it: JWE: " in out
     assert "already wrapped" not in out
 
     assert main(["rewrap", "team-a/app:1", "--key", str(right)]) == 0

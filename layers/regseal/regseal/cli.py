@@ -114,7 +114,7 @@ def _file_problem(exc: OSError) -> str:
         return f"file operation failed: {what}"
     path = os.fsdecode(exc.filename)
     if isinstance(exc, FileNotFoundError):
-        return f"{path}: no such file or directory ({what}); check the path given"
+        return f"{path}: no such file or directory; check the path given"
     if isinstance(exc, IsADirectoryError):
         return f"{path}: expected a file, got a directory"
     if isinstance(exc, PermissionError):
