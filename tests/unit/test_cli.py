@@ -204,8 +204,7 @@ def test_unwritable_path_anywhere_is_named_without_a_traceback(
 
     assert cli.main(["policy", "schema"]) == 1
     assert capsys.readouterr().err == (
-        f"regseal: error: {target}: no such file or directory; check the path "
-        "given\n"
+        f"regseal: error: {target}: no such file or directory; check the path given\n"
     )
 
 
