@@ -258,3 +258,48 @@ def test_decrypt_missing_key_file_names_the_option(tmp_path, capsys):
         f"argument --key: expected a readable file, no such "
         f"'{tmp_path / 'nonexistent.pem'}'" in error
     )
+
+
+def test_missing_credentials_are_one_line(monkeypatch, capsys):
+    from botocore.exceptions import NoCredentialsError
+
+    from regseal import cli
+
+    def no_credentials(args):
+        raise NoCredentialsError()
+
+    monkeypatch.delenv("REGSEAL_BUCKET", raising=False)
+    args = cli.build_parser().parse_args(["seal", "--all"])
+    args.run = no_credentials
+    monkeypatch.setattr(cli, "build_parser", lambda: _FixedParser(args))
+
+    assert cli.main(["seal", "--all"]) == 1
+    assert capsys.readouterr().err == (
+        "regseal: error: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (
+            "AccessDenied",
+            "s3://registry-5e/k: GetObject refused with AccessDenied; check the AWS "
+            "credentials in use and the IAM and bucket policies they fall under",
+        ),
+        (
+            "NoSuchBucket",
+            "s3://registry-5e/k: GetObject failed, no bucket 'registry-5e'; check "
+            "--bucket or REGSEAL_BUCKET (and AWS_ENDPOINT_URL)",
+        ),
+    ],
+)
+def test_storage_names_what_to_check_when_s3_refuses(code, expected):
+    from botocore.exceptions import ClientError
+
+    from regseal.storage import _translate
+
+    error = ClientError({"Error": {"Code": code, "Message": "x"}}, "GetObject")
+
+    assert str(_translate(error, "GetObject", "registry-5e", "k")) == expected
