@@ -131,3 +131,134 @@ def test_status_of_a_tag_whose_link_vanished_names_the_link(stack):
         None,
         f"tag link {key} missing",
     )
+
+
+def test_rewrap_with_a_missing_key_file_names_the_option(cli_env, tmp_path, capsys):
+    missing = tmp_path / "nonexistent.pem"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["rewrap", "team-a/app:1", "--key", str(missing)])
+
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert error.startswith("usage: regseal rewrap ")
+    assert f"argument --key: expected a readable file, no such '{missing}'" in error
+
+
+def test_rekey_with_a_missing_key_file_names_the_option(cli_env, tmp_path, capsys):
+    missing = tmp_path / "nonexistent.pem"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["seal", "--rekey", "team-a/app:1", "--key", str(missing)])
+
+    assert exit_info.value.code == 2
+    assert f"argument --key: expected a readable file, no such '{missing}'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_checkpoint_in_a_missing_directory_names_the_option(cli_env, tmp_path, capsys):
+    checkpoint = tmp_path / "nonexistent-dir" / "cp"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["seal", "--all", "--dry-run", "--checkpoint", str(checkpoint)])
+
+    assert exit_info.value.code == 2
+    assert (
+        "argument --checkpoint: expected a file in an existing directory, no "
+        f"directory '{tmp_path / 'nonexistent-dir'}'"
+    ) in capsys.readouterr().err
+
+
+def test_garbage_checkpoint_is_refused_and_left_alone(stack, cli_env, tmp_path, capsys):
+    stack.registry.push_image("team-a/app", "1", [random_layer()])
+    checkpoint = tmp_path / "notes.txt"
+    checkpoint.write_text("shopping list\nmilk\n")
+
+    assert main(["seal", "--all", "--checkpoint", str(checkpoint)]) == 1
+
+    assert capsys.readouterr().err == (
+        f"regseal: error: checkpoint {checkpoint}: expected JSON lines of "
+        '{"key": ..., "outcome": ..., "reason": ...} as regseal seal writes them, '
+        "but line 1 is not a record: 'shopping list'\n"
+    )
+    assert checkpoint.read_text() == "shopping list\nmilk\n"
+    assert stack.registry.tag_digest("team-a/app", "1") is not None
+    assert "encrypted" not in json.dumps(
+        stack.registry.manifest(stack.registry.tag_digest("team-a/app", "1"))
+    )
+
+
+def test_checkpoint_cut_short_is_resumed(stack, cli_env, tmp_path, capsys):
+    stack.registry.push_image("team-a/app", "1", [random_layer()])
+    checkpoint = tmp_path / "cp.jsonl"
+    checkpoint.write_text('{"key": "docker/registry/v2/repositories/team-a/ap')
+
+    assert main(["seal", "--all", "--json", "--checkpoint", str(checkpoint)]) == 0
+
+    assert json.loads(capsys.readouterr().out)["outcomes"]["sealed"] == 1
+    lines = checkpoint.read_text().splitlines()
+    assert lines[0] == '{"key": "docker/registry/v2/repositories/team-a/ap'
+    assert all(json.loads(line)["key"] for line in lines[1:])
+
+
+@pytest.mark.parametrize("command", ["seal", "rewrap"])
+def test_a_selection_that_matches_nothing_is_an_error(stack, cli_env, command, capsys):
+    stack.registry.push_image("team-a/app", "1", [random_layer()])
+
+    assert main([command, "no/such:v1"]) == 1
+    assert capsys.readouterr().err == (
+        "regseal: error: no repository or tag in the bucket matches 'no/such:v1'\n"
+    )
+    assert main([command, "team-a/app:v2"]) == 1
+    assert "matches 'team-a/app:v2'" in capsys.readouterr().err
+    assert main([command, "nobody/*"]) == 1
+    assert "matches 'nobody/*'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["seal", "rewrap", "status"])
+def test_an_empty_tag_is_refused_by_name(stack, cli_env, command, capsys):
+    stack.registry.push_image("team-a/app", "1", [random_layer()])
+
+    assert main([command, "team-a/app:"]) == 1
+    assert capsys.readouterr().err == (
+        "regseal: error: 'team-a/app:': expected a tag of 1-128 characters "
+        "[A-Za-z0-9_.-] after ':', got ''\n"
+    )
+
+
+def test_rewrap_with_a_wrong_key_says_it_cannot_open_the_layers(
+    stack, cli_env, tmp_path, capsys
+):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    stack.registry.push_image("team-a/app", "1", [random_layer()])
+    assert main(["seal", "team-a/app:1"]) == 0
+    capsys.readouterr()
+    wrong = tmp_path / "wrong.pem"
+    wrong.write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    right = tmp_path / "right.pem"
+    right.write_bytes(
+        stack.private_keys[0].private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+    assert main(["rewrap", "team-a/app:1", "--key", str(wrong)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(
+        "team-a/app:1: failed: the --key private keys cannot open the layer keys: "
+    )
+    assert " of team-a/app: no key could unwrap it: JWE: " in out
+    assert "already wrapped" not in out
+
+    assert main(["rewrap", "team-a/app:1", "--key", str(right)]) == 0
+    assert capsys.readouterr().out == (
+        "team-a/app:1: skipped: already wrapped for the current keys\n"
+    )

@@ -39,3 +39,28 @@ def test_check_of_a_sealed_bucket_passes_and_of_a_broken_one_lists_it(
         f"{reg.registry.tag_digest('team-a/new', '1')}, which leads to plaintext layers"
     ]
     assert only_app == 0
+
+
+def test_check_takes_bucket_and_policy_options_like_the_other_commands(
+    rig, tmp_path, monkeypatch, capsys
+):
+    reg = rig.registry()
+    reg.registry.push_image("team-a/new", "1", [random_layer()])
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(rig.policy))
+    monkeypatch.delenv("REGSEAL_BUCKET", raising=False)
+    monkeypatch.delenv("REGSEAL_POLICY", raising=False)
+
+    status = main(
+        ["check", "--finished", "--bucket", reg.bucket, "--policy", f"file:{policy}"]
+    )
+
+    out = capsys.readouterr()
+    assert status == 1
+    assert out.out.startswith("[tag-sealed] team-a/new:1: points at ")
+    assert "1 repositories, 1 tags" in out.err
+    assert main(["check"]) == 1
+    assert capsys.readouterr().err == (
+        "regseal: error: which registry bucket? give --bucket NAME or set "
+        "REGSEAL_BUCKET\n"
+    )

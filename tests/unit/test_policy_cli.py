@@ -142,11 +142,89 @@ def test_show_of_an_invalid_stored_policy_prints_it_and_fails(tmp_path, capsys):
     assert "policy.teams" in captured.err
 
 
-def test_commands_without_a_location_say_where_to_give_it(tmp_path, capsys, aws):
+def test_commands_without_a_location_say_where_to_give_it(
+    tmp_path, capsys, aws, monkeypatch
+):
+    monkeypatch.delenv("REGSEAL_BUCKET", raising=False)
     status = main(["policy", "show"])
 
     assert status == 1
-    assert "expected --location or $REGSEAL_POLICY" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "regseal: error: expected --location, $REGSEAL_POLICY or $REGSEAL_BUCKET "
+        "naming where the policy lives\n"
+    )
+
+
+def test_show_defaults_to_the_bucket_commands_location(capsys, aws, monkeypatch):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="registry")
+    s3.put_object(
+        Bucket="registry",
+        Key="regseal/policy.json",
+        Body=json.dumps(policy_doc("v7")).encode(),
+    )
+    monkeypatch.setenv("REGSEAL_BUCKET", "registry")
+
+    assert main(["policy", "show"]) == 0
+
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == policy_doc("v7")
+    assert captured.err.startswith(
+        "s3://registry/regseal/policy.json: valid policy 'v7'"
+    )
+
+
+def test_show_output_set_back_is_a_no_op(tmp_path, capsys):
+    location = tmp_path / "stored.json"
+    location.write_text(json.dumps(policy_doc("v1"), separators=(",", ":")))
+    before = location.read_bytes()
+    assert main(["policy", "show", "--location", str(location)]) == 0
+    shown = tmp_path / "shown.json"
+    shown.write_text(capsys.readouterr().out)
+    assert shown.read_bytes() != before  # show indents, the stored file does not
+
+    status = main(["policy", "set", str(shown), "--location", str(location)])
+
+    assert status == 0
+    assert capsys.readouterr().out == f"{location}: already holds policy 'v1'\n"
+    assert location.read_bytes() == before
+
+
+def test_show_of_an_unsupported_scheme_names_the_accepted_ones(capsys):
+    status = main(["policy", "show", "--location", "ftp://x/policy.json"])
+
+    assert status == 1
+    assert capsys.readouterr().err == (
+        "regseal: error: ftp://x/policy.json: unsupported location scheme 'ftp'; "
+        "expected s3://BUCKET/KEY, ssm:/NAME, file:PATH or a plain path\n"
+    )
+
+
+def test_set_to_an_unsupported_scheme_writes_nothing(tmp_path, capsys):
+    source = write(tmp_path / "p.json", policy_doc())
+
+    status = main(["policy", "set", str(source), "--location", "ftp://x/p.json"])
+
+    assert status == 1
+    assert "unsupported location scheme 'ftp'" in capsys.readouterr().err
+    assert not (tmp_path / "ftp:").exists()
+
+
+def test_duplicate_keys_in_a_policy_file_are_refused_by_name(tmp_path, capsys):
+    path = tmp_path / "dup.json"
+    path.write_text(
+        '{"version": "v1", "teams": {"team-a": {"repositories": ["team-a/*"], '
+        '"kms_key": "alias/a"}, "team-a": {"repositories": ["x/*"], '
+        '"kms_key": "alias/x"}}}'
+    )
+
+    status = main(["policy", "validate", str(path)])
+
+    assert status == 1
+    assert capsys.readouterr().err == (
+        f"regseal: error: {path}: duplicate key 'team-a': expected each key once "
+        "per JSON object\n"
+    )
 
 
 def test_schema_command_prints_the_shipped_schema(capsys):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from regseal.errors import RegsealError
+from regseal.errors import FormatError, RegsealError
 from regseal.inventory import RepositoryInventory
 from regseal.seal import Outcome, Sealer, SealResult
 
@@ -52,21 +52,67 @@ class Summary:
         }
 
 
+_RECORD_START = '{"key": '
+
+
+def _record(line: str) -> dict[str, str] | None:
+    """The checkpoint record on ``line``, or None if it is not one."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(entry, dict):
+        return None
+    if not isinstance(entry.get("key"), str) or not isinstance(
+        entry.get("outcome"), str
+    ):
+        return None
+    return entry
+
+
 class Checkpoint:
     """A JSON-lines record of finished keys, appended and flushed per key."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.done: set[str] = set()
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by an interruption
-                if entry.get("outcome") in _DONE:
-                    self.done.add(entry["key"])
+        data = path.read_bytes() if path.exists() else b""
+        self._load(data)
         self._file: TextIO = path.open("a")
+        if data and not data.endswith(b"\n"):
+            self._file.write("\n")  # end the record an interruption cut short
+
+    def _load(self, data: bytes) -> None:
+        """Read the finished keys; refuse a file this class did not write.
+
+        A record cut short by an interruption is ignored if it starts like a
+        record (earlier versions appended the next record to it on resume,
+        so it need not be the last line). Any other line that is not a
+        record means the path names some other file, which appending to
+        would damage.
+
+        Raises:
+            FormatError: a line is not a checkpoint record.
+        """
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            raise self._refuse("it is not UTF-8 text") from None
+        for number, line in enumerate(text.splitlines(), 1):
+            entry = _record(line)
+            if entry is None:
+                if line.startswith(_RECORD_START):
+                    continue  # cut short by an interruption
+                raise self._refuse(f"line {number} is not a record: {line[:40]!r}")
+            if entry["outcome"] in _DONE:
+                self.done.add(entry["key"])
+
+    def _refuse(self, why: str) -> FormatError:
+        return FormatError(
+            f"checkpoint {self.path}: expected JSON lines of "
+            '{"key": ..., "outcome": ..., "reason": ...} as regseal seal writes '
+            f"them, but {why}"
+        )
 
     def record(self, key: str, outcome: str, reason: str = "") -> None:
         self._file.write(json.dumps({"key": key, "outcome": outcome, "reason": reason}))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from regseal import jwe
+from regseal.cliargs import readable_file
 from regseal.decrypt import DecryptKeys, ImageSource, decrypt_image
 from regseal.errors import FormatError, KeyWrapError
 from regseal.imageref import RegistryReference, parse_destination, parse_source
@@ -61,7 +62,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--key",
         action="append",
-        type=Path,
+        type=readable_file,
         default=[],
         metavar="FILE",
         help="JWE private key (PEM: PKCS#8, PKCS#1 or SEC1); repeatable",

@@ -1,7 +1,8 @@
 """``regseal check``: run the invariant checker against a registry bucket.
 
-The bucket and layout come from the same environment the seal function uses
-(``REGSEAL_BUCKET``, ``REGSEAL_REGISTRY_ROOT``, ``REGSEAL_POLICY``), the AWS
+The bucket is ``--bucket`` or ``REGSEAL_BUCKET`` and the policy ``--policy`` or
+``REGSEAL_POLICY``, as for the other bucket commands; the layout comes from
+the same environment the seal function uses (``REGSEAL_REGISTRY_ROOT``), the AWS
 access from the standard AWS environment. Violations are printed one a line
 on stdout and the exit status is 1 when there is any (see
 :mod:`regseal.invariants` for what each one means).
@@ -11,17 +12,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import boto3
 
+from regseal.cliargs import add_bucket_options, bucket_settings, readable_file
 from regseal.errors import FormatError
 from regseal.invariants import ExtraCheck, Keys, check_registry, tuf_targets
 from regseal.jwe import load_private_key
 from regseal.kms import KmsWrapper
 from regseal.layout import RegistryLayout
 from regseal.policy import PolicySource
-from regseal.settings import Settings
 from regseal.storage import ObjectStore
 from regseal.verify import default_cache_dir
 from regseal.wiring import s3_client
@@ -41,7 +41,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     check.add_argument(
         "--jwe-key",
-        type=Path,
+        type=readable_file,
         action="append",
         default=[],
         metavar="FILE",
@@ -59,7 +59,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     check.add_argument(
         "--tuf-root",
-        type=Path,
+        type=readable_file,
         metavar="FILE",
         help="a trusted TUF root: also check every sealed tag is its TUF target",
     )
@@ -75,11 +75,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="NAME",
         help="check only this repository; repeat for more (default: all)",
     )
+    add_bucket_options(check)
     check.set_defaults(run=_check)
 
 
 def _check(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = bucket_settings(args)
     keys = Keys(
         jwe_keys=[
             load_private_key(path.read_bytes(), source=str(path))

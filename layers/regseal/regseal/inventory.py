@@ -44,11 +44,18 @@ class Selection:
         """``REPO``, ``REPO:TAG``, a glob like ``team-a/*``, or None for all."""
         if not text:
             return cls()
-        pattern, _, tag = text.partition(":")
+        pattern, colon, tag = text.partition(":")
         if not any(c in pattern for c in "*?["):
             validate_repository(pattern)
-        if tag:
-            validate_tag(tag)
+        if colon:
+            # An empty tag would select the whole repository: refuse it.
+            try:
+                validate_tag(tag)
+            except FormatError:
+                raise FormatError(
+                    f"{text!r}: expected a tag of 1-128 characters [A-Za-z0-9_.-] "
+                    f"after ':', got {tag!r}"
+                ) from None
         return cls(pattern, tag or None)
 
     @property
@@ -67,6 +74,28 @@ class Selection:
 
     def matches(self, repository: str) -> bool:
         return self.pattern is None or fnmatch.fnmatchcase(repository, self.pattern)
+
+
+def require_match(
+    text: str | None, inventories: list[RepositoryInventory], *, tags_only: bool
+) -> None:
+    """Raise if a named selection matched nothing.
+
+    Args:
+        text: the selection as the user wrote it; None (everything) never fails.
+        inventories: what :func:`scan` found for it.
+        tags_only: the operation acts on tags only, so a repository with
+            untagged revisions but no tag is no match (always so for REPO:TAG).
+
+    Raises:
+        FormatError: nothing in the bucket matches ``text``.
+    """
+    if not text:
+        return
+    tags_only = tags_only or ":" in text
+    if any(i.tags or (i.revisions and not tags_only) for i in inventories):
+        return
+    raise FormatError(f"no repository or tag in the bucket matches {text!r}")
 
 
 def scan(

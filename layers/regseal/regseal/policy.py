@@ -224,12 +224,44 @@ def _only(doc: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
-def load_policy_bytes(data: bytes, location: str) -> Policy:
-    """Parse and validate policy JSON read from ``location``."""
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` that refuses a key given twice in one object.
+
+    json.loads would keep the last value silently, so an edit that adds a
+    second ``teams`` or team entry would hide the first one.
+    """
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise PolicyError(
+                f"duplicate key {key!r}: expected each key once per JSON object"
+            )
+        document[key] = value
+    return document
+
+
+def load_policy_json(data: bytes, location: str) -> Any:
+    """The JSON document in ``data``, refusing duplicate keys.
+
+    Raises:
+        PolicyError: ``data`` is not JSON, or an object repeats a key.
+    """
     try:
-        doc = json.loads(data)
+        return json.loads(data, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PolicyError(f"{location}: expected policy JSON, got {exc}") from None
+    except PolicyError as exc:
+        raise PolicyError(f"{location}: {exc}") from None
+
+
+def canonical_json(document: Any) -> bytes:
+    """``document`` in one spelling: sorted keys, no whitespace (to compare)."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def load_policy_bytes(data: bytes, location: str) -> Policy:
+    """Parse and validate policy JSON read from ``location``."""
+    doc = load_policy_json(data, location)
     try:
         return parse_policy(doc)
     except PolicyError as exc:
@@ -296,6 +328,7 @@ def read_location_versioned(location: str) -> tuple[bytes | None, str | None]:
 
     The ETag makes a later :func:`write_location` a compare-and-swap.
     """
+    check_scheme(location)
     if location.startswith("s3://"):
         from regseal.errors import NotFoundError
 
@@ -306,6 +339,26 @@ def read_location_versioned(location: str) -> tuple[bytes | None, str | None]:
             return None, None
         return stored.data, stored.etag
     return _read_other(location), None
+
+
+LOCATION_FORMS = "s3://BUCKET/KEY, ssm:/NAME, file:PATH or a plain path"
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def check_scheme(location: str) -> None:
+    """Refuse a URL whose scheme is not one a policy can be stored under.
+
+    Without this, ``ftp://host/p.json`` would be taken for a relative path.
+
+    Raises:
+        PolicyError: ``location`` starts with another ``SCHEME://``.
+    """
+    match = _URL_SCHEME.match(location)
+    if match and match.group(1) != "s3":
+        raise PolicyError(
+            f"{location}: unsupported location scheme {match.group(1)!r}; "
+            f"expected {LOCATION_FORMS}"
+        )
 
 
 def _read_other(location: str) -> bytes | None:
@@ -354,6 +407,7 @@ def write_location(
         PreconditionFailedError: The S3 object changed since ``if_match``,
             or exists although ``create_only``.
     """
+    check_scheme(location)
     if location.startswith("s3://"):
         store, key = _s3(location)
         store.put(

@@ -23,15 +23,20 @@ from pathlib import Path
 from regseal import keypolicy
 from regseal.errors import PolicyError, PreconditionFailedError
 from regseal.policy import (
+    LOCATION_FORMS,
     Policy,
+    canonical_json,
     load_policy_bytes,
+    load_policy_json,
     read_location,
     read_location_versioned,
     schema_json,
     write_location,
 )
+from regseal.settings import Settings
 
 LOCATION_VARIABLE = "REGSEAL_POLICY"
+BUCKET_VARIABLE = "REGSEAL_BUCKET"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,7 +49,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     group = policy.add_subparsers(metavar="COMMAND", required=True)
     location_help = (
-        f"s3://BUCKET/KEY, ssm:/PARAMETER or a file (default ${LOCATION_VARIABLE})"
+        f"{LOCATION_FORMS} (default ${LOCATION_VARIABLE}, else the policy.json "
+        f"under the state prefix of ${BUCKET_VARIABLE}, as the bucket commands)"
     )
 
     show = group.add_parser("show", help="print the stored policy")
@@ -97,11 +103,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _location(args: argparse.Namespace) -> str:
     location: str | None = args.location or os.environ.get(LOCATION_VARIABLE)
-    if not location:
-        raise PolicyError(
-            f"expected --location or ${LOCATION_VARIABLE} naming where the policy lives"
-        )
-    return location
+    if location:
+        return location
+    if os.environ.get(BUCKET_VARIABLE):
+        # Where the seal function and the bucket commands look by default.
+        return Settings.from_env(dict(os.environ)).policy_location
+    raise PolicyError(
+        f"expected --location, ${LOCATION_VARIABLE} or ${BUCKET_VARIABLE} "
+        "naming where the policy lives"
+    )
 
 
 def _read_file(path: Path) -> bytes:
@@ -127,10 +137,10 @@ def _show(args: argparse.Namespace) -> int:
     location = _location(args)
     data = read_location(location)
     try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = load_policy_json(data, location)
+    except PolicyError as exc:
         sys.stdout.write(data.decode("utf-8", "replace"))
-        raise PolicyError(f"{location}: the stored policy is not JSON") from None
+        raise PolicyError(f"the stored policy cannot be read: {exc}") from None
     print(json.dumps(document, indent=2))
     policy = load_policy_bytes(data, location)
     print(_summary(policy, location), file=sys.stderr)
@@ -157,10 +167,14 @@ def _set(args: argparse.Namespace) -> int:
     current, etag = read_location_versioned(location)
     if current is not None:
         try:
-            stored_version = json.loads(current).get("version")
-        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            stored_version = None
-        if current == data:
+            stored = load_policy_json(current, location)
+        except PolicyError:
+            stored = None  # unreadable: replaced by the valid file
+        stored_version = stored.get("version") if isinstance(stored, dict) else None
+        # Equal documents, however spelled (``show`` indents): nothing to do.
+        if stored is not None and canonical_json(stored) == canonical_json(
+            load_policy_json(data, str(args.file))
+        ):
             print(f"{location}: already holds policy {policy.version!r}")
             return 0
         if stored_version == policy.version:

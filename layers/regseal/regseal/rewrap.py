@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from regseal import manifest as mf
 from regseal import ocicrypt
 from regseal.digest import Digest
-from regseal.errors import ManifestError, NotFoundError
+from regseal.errors import KeyWrapError, ManifestError, NotFoundError
 from regseal.layerkeys import LayerKeys
 from regseal.layout import decode_link
 from regseal.policy import Policy, Team
@@ -55,12 +55,24 @@ class Rewrapper:
         sealer: the bucket, its layout, writer and KMS wrapper (which wraps
             for the new key).
         keys: opens the existing layer keys.
+        rekey: re-encrypt with fresh layer keys instead of re-wrapping.
+        required_keys: keys the caller named (``--key``) that must open each
+            image's layer keys, even when the image needs no re-wrap: a wrong
+            key is reported instead of passing unnoticed.
     """
 
-    def __init__(self, sealer: Sealer, keys: LayerKeys, *, rekey: bool = False) -> None:
+    def __init__(
+        self,
+        sealer: Sealer,
+        keys: LayerKeys,
+        *,
+        rekey: bool = False,
+        required_keys: LayerKeys | None = None,
+    ) -> None:
         self.sealer = sealer
         self.keys = keys
         self.rekey = rekey
+        self.required_keys = required_keys
 
     def rewrap_tag(
         self, repository: str, tag: str, *, force: bool = False, dry_run: bool = False
@@ -81,6 +93,8 @@ class Rewrapper:
         team = policy.team_for(repository)
         if team is None:
             return replace(base, reason="no team claims the repository")
+        if self.required_keys is not None:
+            self._check_required_keys(repository, parsed, depth=0)
         if not force and not self.rekey and sealed_for(parsed.annotations, team):
             return replace(base, reason="already wrapped for the current keys")
         if dry_run:
@@ -116,6 +130,44 @@ class Rewrapper:
             return replace(result, outcome=Outcome.SUPERSEDED, reason="tag moved")
         self._retire(repository, parsed)
         return result
+
+    def _check_required_keys(
+        self, repository: str, parsed: mf.ImageManifest | mf.ImageIndex, depth: int
+    ) -> bool:
+        """Open the first encrypted layer with the required keys.
+
+        Returns:
+            Whether an encrypted layer was found (and opened).
+
+        Raises:
+            KeyWrapError: the required keys cannot open it.
+        """
+        assert self.required_keys is not None
+        if isinstance(parsed, mf.ImageIndex):
+            if depth >= 4:
+                raise ManifestError(f"index {parsed.digest}: nested too deep")
+            for child in parsed.manifests:
+                if child.media_type not in mf.MANIFEST_TYPES | mf.INDEX_TYPES:
+                    continue
+                loaded = self.sealer.load_manifest(repository, child.digest)
+                if loaded is not None and self._check_required_keys(
+                    repository, loaded, depth + 1
+                ):
+                    return True
+            return False
+        for layer in parsed.layers:
+            if ocicrypt.ANNOTATION_PUBOPTS not in layer.annotations:
+                continue
+            _, wrapped = ocicrypt.parse_layer_annotations(layer.annotations)
+            where = f"layer {layer.digest} of {repository}"
+            try:
+                self.required_keys.unwrap(wrapped, where, repository)
+            except KeyWrapError as exc:
+                raise KeyWrapError(
+                    f"the --key private keys cannot open the layer keys: {exc}"
+                ) from None
+            return True
+        return False
 
     def _rewrap(
         self,

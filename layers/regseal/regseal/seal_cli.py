@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from pathlib import Path
 
 from regseal import backfill, jwe, status
+from regseal.cliargs import (
+    add_bucket_options,
+    bucket_settings,
+    readable_file,
+    writable_file,
+)
 from regseal.errors import RegsealError
-from regseal.inventory import Selection, scan
+from regseal.inventory import Selection, require_match, scan
 from regseal.layerkeys import LayerKeys
 from regseal.progress import ProgressBar
 from regseal.rewrap import Rewrapper
 from regseal.seal import Sealer
-from regseal.settings import Settings, SettingsError
 from regseal.wiring import build_sealer
 
 
@@ -46,7 +49,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     seal.add_argument("--dry-run", action="store_true", help="report, write nothing")
     seal.add_argument(
         "--checkpoint",
-        type=Path,
+        type=writable_file,
         help="JSON-lines progress file; an existing one resumes the run",
     )
     seal.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -58,12 +61,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     seal.add_argument(
         "--key",
-        type=Path,
+        type=readable_file,
         action="append",
         default=[],
         help="with --rekey: a JWE private key (PEM) to open layer keys with",
     )
-    _bucket_options(seal)
+    add_bucket_options(seal)
     seal.set_defaults(run=run_seal)
 
     rewrap = commands.add_parser(
@@ -83,7 +86,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rewrap.add_argument("--all", action="store_true", help="the whole bucket")
     rewrap.add_argument(
         "--key",
-        type=Path,
+        type=readable_file,
         action="append",
         default=[],
         help="JWE private key (PEM) to open layer keys with; repeatable",
@@ -93,7 +96,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     rewrap.add_argument("--force", action="store_true", help="even if current")
     rewrap.add_argument("--dry-run", action="store_true", help="report, write nothing")
-    _bucket_options(rewrap)
+    add_bucket_options(rewrap)
     rewrap.set_defaults(run=run_rewrap)
 
     show = commands.add_parser(
@@ -104,26 +107,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     show.add_argument("selection", nargs="?", metavar="REPO[:TAG]")
     show.add_argument("--json", action="store_true", help="JSON lines, one per tag")
-    _bucket_options(show)
+    add_bucket_options(show)
     show.set_defaults(run=run_status)
 
 
-def _bucket_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bucket", help="the registry bucket (REGSEAL_BUCKET)")
-    parser.add_argument("--policy", help="the policy location (REGSEAL_POLICY)")
-
-
 def _sealer(args: argparse.Namespace) -> Sealer:
-    env = dict(os.environ)
-    if args.bucket:
-        env["REGSEAL_BUCKET"] = args.bucket
-    if args.policy:
-        env["REGSEAL_POLICY"] = args.policy
-    if not env.get("REGSEAL_BUCKET"):
-        raise SettingsError(
-            "which registry bucket? give --bucket NAME or set REGSEAL_BUCKET"
-        )
-    return build_sealer(Settings.from_env(env))
+    return build_sealer(bucket_settings(args))
 
 
 def run_seal(args: argparse.Namespace) -> int:
@@ -132,8 +121,10 @@ def run_seal(args: argparse.Namespace) -> int:
         return 2
     if args.rekey:
         return _rewrap_all(args, rekey=True)
+    selection = Selection.parse(args.selection)
     sealer = _sealer(args)
-    inventories = scan(sealer.store, sealer.layout, Selection.parse(args.selection))
+    inventories = scan(sealer.store, sealer.layout, selection)
+    require_match(args.selection, inventories, tags_only=False)
     checkpoint = backfill.Checkpoint(args.checkpoint) if args.checkpoint else None
     bar = ProgressBar("sealing")
 
@@ -186,14 +177,17 @@ def run_rewrap(args: argparse.Namespace) -> int:
 
 
 def _rewrap_all(args: argparse.Namespace, *, rekey: bool) -> int:
+    selection = Selection.parse(args.selection)
     sealer = _sealer(args)
     private_keys = [
         jwe.load_private_key(path.read_bytes(), source=str(path)) for path in args.key
     ]
     kms = None if getattr(args, "no_kms", False) else (lambda _region: sealer.kms)
     keys = LayerKeys(private_keys, kms)
-    rewrapper = Rewrapper(sealer, keys, rekey=rekey)
-    inventories = scan(sealer.store, sealer.layout, Selection.parse(args.selection))
+    required = LayerKeys(private_keys, None) if private_keys else None
+    rewrapper = Rewrapper(sealer, keys, rekey=rekey, required_keys=required)
+    inventories = scan(sealer.store, sealer.layout, selection)
+    require_match(args.selection, inventories, tags_only=True)
     failed = 0
     for inventory in inventories:
         for tag in sorted(inventory.tags):
@@ -214,9 +208,10 @@ def _rewrap_all(args: argparse.Namespace, *, rekey: bool) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    selection = Selection.parse(args.selection)
     sealer = _sealer(args)
     policy = sealer.policies.get()
-    inventories = scan(sealer.store, sealer.layout, Selection.parse(args.selection))
+    inventories = scan(sealer.store, sealer.layout, selection)
     rows = status.statuses(sealer, inventories, policy)
     if not rows and args.selection:
         print(f"regseal status: no tag matches {args.selection!r}", file=sys.stderr)

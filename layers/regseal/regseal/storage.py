@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+_DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
 # CopyObject copies at most 5 GiB in one request; above that S3 requires
 # UploadPartCopy.
@@ -363,5 +364,15 @@ def _translate(exc: ClientError, operation: str, bucket: str, key: str) -> Stora
     if code in _PRECONDITION:
         return PreconditionFailedError(
             f"{where}: conditional {operation} lost, the object changed"
+        )
+    if code in _DENIED:
+        return StorageError(
+            f"{where}: {operation} refused with {code}; check the AWS credentials "
+            "in use and the IAM and bucket policies they fall under"
+        )
+    if code == "NoSuchBucket":
+        return StorageError(
+            f"{where}: {operation} failed, no bucket {bucket!r}; check --bucket or "
+            "REGSEAL_BUCKET (and AWS_ENDPOINT_URL)"
         )
     return StorageError(f"{where}: {operation} failed with {code or exc}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -162,11 +163,27 @@ def _announce(state: StackState) -> None:
     lines += [
         f"  logs         {state.workdir}",
         "  environment for other commands:",
-        f"    export AWS_ENDPOINT_URL={state.s3_endpoint} AWS_REGION={state.region}"
-        " AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing",
+        f"    export {environment_line(state)}",
         "Stop with Ctrl-C or SIGTERM.",
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def environment_line(state: StackState) -> str:
+    """The variables the other commands need to act on the stack, shell-ready.
+
+    boto3 reads the region from ``AWS_DEFAULT_REGION`` (``AWS_REGION`` only in
+    newer releases and the Lambda runtime), so that is the one to export.
+    """
+    variables = {
+        "AWS_ENDPOINT_URL": state.s3_endpoint,
+        "AWS_DEFAULT_REGION": state.region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "REGSEAL_BUCKET": state.bucket,
+        "REGSEAL_POLICY": state.policy,
+    }
+    return " ".join(f"{name}={shlex.quote(value)}" for name, value in variables.items())
 
 
 def _sample_image(args: argparse.Namespace) -> int:

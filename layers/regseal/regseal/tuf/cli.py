@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from regseal import verify as verify_command
+from regseal.cliargs import writable_file
 from regseal.errors import RegsealError, TufError
 from regseal.tuf import admin
 from regseal.tuf.publish import Publisher, RefreshResult
@@ -62,7 +63,9 @@ def add_parser(subparsers: Any) -> None:
     init.add_argument("--targets-threshold", type=int, default=1)
     init.add_argument("--snapshot-key", required=True, metavar="AWSKMS_URI")
     init.add_argument("--timestamp-key", required=True, metavar="AWSKMS_URI")
-    init.add_argument("--out", type=Path, help="also write the trusted root here")
+    init.add_argument(
+        "--out", type=writable_file, help="also write the trusted root here"
+    )
     _expiry_options(init)
     init.set_defaults(run=_guarded("init", cmd_init))
 
@@ -84,7 +87,7 @@ def add_parser(subparsers: Any) -> None:
     rotate.add_argument("--root-key", action="append", default=[], metavar="KEY")
     rotate.add_argument("--targets-key", action="append", default=[], metavar="KEY")
     rotate.add_argument("--threshold", type=int, default=1)
-    rotate.add_argument("--out", type=Path, help="write the newest root here")
+    rotate.add_argument("--out", type=writable_file, help="write the newest root here")
     _expiry_options(rotate)
     _refresh_option(rotate)
     rotate.set_defaults(run=_guarded("rotate", cmd_rotate))
@@ -94,7 +97,7 @@ def add_parser(subparsers: Any) -> None:
     refresh.set_defaults(run=_guarded("refresh", cmd_refresh))
 
     keygen = commands.add_parser("keygen", help="write a new offline key file")
-    keygen.add_argument("path", type=Path)
+    keygen.add_argument("path", type=writable_file)
     keygen.add_argument("--algorithm", choices=("ed25519", "ecdsa"), default="ed25519")
     keygen.set_defaults(run=_guarded("keygen", cmd_keygen))
 
