@@ -151,6 +151,19 @@ def test_repository_outside_the_team_is_refused(world):
         )
 
 
+def test_repository_deeper_than_tuf_paths_reach_is_refused_with_the_limit(world):
+    world.add_team("team-a", "team-a/**")
+    deep = "team-a/" + "/".join("abcdefghi")  # 10 components
+
+    with pytest.raises(PolicyError) as refused:
+        world.writer().add_target("team-a", deep, "v1", manifest(1), custom())
+
+    message = str(refused.value)
+    assert f"{deep}/tags/v1: not a tag of team team-a" in message
+    assert "has 10 components and TUF paths cover at most 8" in message
+    assert "re-run" not in message
+
+
 def test_unknown_team_is_refused(world):
     with pytest.raises(TufError, match="has no delegation"):
         world.writer().add_target("team-x", "team-x/app", "v1", manifest(1), custom())

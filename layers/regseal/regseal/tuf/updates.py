@@ -43,6 +43,7 @@ from regseal.errors import (
 )
 from regseal.tuf.bins import partition, succinct_roles
 from regseal.tuf.messages import TargetsChanged
+from regseal.tuf.paths import DEFAULT_MAX_DEPTH
 from regseal.tuf.repository import MetadataRepository, RoleSigners, SignerSource, utcnow
 from regseal.tuf.settings import DAY
 from regseal.tuf.store import MetadataStore, versioned_name
@@ -351,9 +352,18 @@ class TargetsWriter:
         role, delegation = find_team(targets, team)
         for path in changes:
             if not role.is_delegated_path(path):
+                depth = path.count("/") - 1  # <repository>/tags/<tag>
+                why = (
+                    f"; the repository has {depth} components and TUF paths cover "
+                    f"at most {DEFAULT_MAX_DEPTH} (docs/tuf.md, 'Teams and path "
+                    "patterns'): the image is sealed but has no TUF target"
+                    if depth > DEFAULT_MAX_DEPTH
+                    else "; the TUF delegation names other paths than the policy: "
+                    "re-run 'regseal tuf add-team' with the team's repositories"
+                )
                 raise PolicyError(
                     f"{path}: not a tag of team {team}'s repositories "
-                    f"{list(delegation.repositories)}"
+                    f"{list(delegation.repositories)} in TUF{why}"
                 )
         outcome = _Attempt(targets.version)
         repo.set_delegator(team, targets, delegation.expiry)
