@@ -94,6 +94,8 @@ skopeo copy --quiet --dest-tls-verify=false --digestfile "$tmp/pushed.digest" \
     "oci:$tmp/image:latest" "docker://$ref"
 pushed=$(cat "$tmp/pushed.digest")
 echo "pushed manifest $pushed"
+echo "(skopeo gzips the uncompressed tar layer while pushing, as docker push does:"
+echo " its digest in the registry differs from the one above)"
 # skopeo gzips the plain tar layer on the way, so the plaintext digests come
 # from what the registry stored. The manifest is read from the registry's
 # storage by digest: blob data stays there, while the seal may already have
@@ -186,6 +188,8 @@ EOF
 echo "decrypted layer digests equal the pushed plaintext layer digests"
 
 step "7. Pull without a key: only ciphertext"
+echo "(skopeo may warn that a layer's compression differs from what it recorded:"
+echo " without the key it cannot look inside an encrypted layer; it copies it as is)"
 skopeo copy --quiet --src-tls-verify=false "docker://$ref" "oci:$tmp/encrypted:latest"
 "$PY" - "$tmp/plaintext.json" "$tmp/encrypted" <<'EOF'
 import hashlib, json, sys
