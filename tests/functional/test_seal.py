@@ -337,7 +337,7 @@ def test_revision_of_tagged_manifest_is_left_to_the_tag_event(stack):
     result = stack.sealer.handle(event)
 
     assert result.outcome is Outcome.SKIPPED
-    assert result.reason == "tagged; sealed through its tag"
+    assert result.reason == "tagged; left to its tag's event"
     assert stack.registry.snapshot() == before
 
 

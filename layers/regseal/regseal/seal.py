@@ -490,7 +490,7 @@ class Sealer:
         tagged = bool(self.still_tagged(repository, {digest}))
         if dry_run:
             if tagged:
-                return replace(base, reason="tagged; sealed through its tag")
+                return replace(base, reason="tagged; left to its tag's event")
             return replace(base, outcome=Outcome.PENDING, reason=f"team {team.name}")
         age = self.clock() - info.last_modified.timestamp()
         grace = self.settings.digest_push_grace
@@ -508,7 +508,7 @@ class Sealer:
                 f"{grace:.0f}s, when no index push can still need it"
             )
         if tagged:
-            return replace(base, reason="tagged; sealed through its tag")
+            return replace(base, reason="tagged; left to its tag's event")
         if any(
             digest in refs
             for parent, refs in self._repository_references(repository).items()
