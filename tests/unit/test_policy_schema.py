@@ -2,9 +2,10 @@
 
 ``parse_policy`` is the validator that counts; ``policy.schema.json`` is
 generated from its constants for editors. Every document of the corpus must
-get the same verdict from both, except the two rules the schema cannot
-express (documented in ``policy_schema``): ``unmatched`` naming a team that
-does not exist, and a ``public_key`` that does not load.
+get the same verdict from both, except the rules the schema cannot express
+(documented in ``policy_schema``): ``unmatched`` naming a team that does not
+exist, a ``public_key`` that does not load or is a private key, and a
+recipient listed twice.
 """
 
 from __future__ import annotations
@@ -131,6 +132,33 @@ SEMANTIC_ONLY = {
         (*TEAM, "recipients"),
         [{"name": "a", "public_key": "-----BEGIN PUBLIC KEY-----\nAAAA\n"}],
         "recipients[0].public_key",
+    ),
+    "public-key-is-a-private-key": (
+        (*TEAM, "recipients"),
+        [
+            {
+                "name": "a",
+                "public_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n"
+                "-----END PRIVATE KEY-----\n",
+            }
+        ],
+        "recipients[0].public_key: expected a PEM public key, got a private key",
+    ),
+    "recipient-name-twice": (
+        (*TEAM, "recipients"),
+        [
+            {"name": "ops", "public_key": PEM_PLACEHOLDER},
+            {"name": "ops", "public_key": PEM_PLACEHOLDER},
+        ],
+        "recipients[1]: the same name as",
+    ),
+    "recipient-key-twice": (
+        (*TEAM, "recipients"),
+        [
+            {"name": "ops", "public_key": PEM_PLACEHOLDER},
+            {"name": "nodes", "public_key": PEM_PLACEHOLDER},
+        ],
+        "recipients[1]: the same key as",
     ),
 }
 

@@ -188,6 +188,7 @@ def _team(name: Any, body: Any) -> Team:
     recipients = tuple(
         _recipient(r, f"{where}.recipients[{i}]") for i, r in enumerate(recipients_doc)
     )
+    _no_repeated_recipient(recipients, f"{where}.recipients")
     signing_key = body.get("signing_key")
     if signing_key is not None and (
         not isinstance(signing_key, str)
@@ -208,11 +209,32 @@ def _recipient(doc: Any, where: str) -> Recipient:
         raise PolicyError(f"{where}.name: expected a non-empty string")
     if not isinstance(pem, str):
         raise PolicyError(f"{where}.public_key: expected a PEM public key string")
+    if "PRIVATE KEY-----" in pem:
+        # Refused before anything parses it: a policy is not a place for it.
+        raise PolicyError(
+            f"{where}.public_key: expected a PEM public key, got a private key; "
+            "put the recipient's public key here (e.g. openssl pkey -pubout) and "
+            "keep the private key with the recipient"
+        )
     try:
         jwe.Recipient.from_pem(pem.encode(), source=where)
     except KeyWrapError as exc:
         raise PolicyError(f"{where}.public_key: {exc}") from None
     return Recipient(name, pem)
+
+
+def _no_repeated_recipient(recipients: tuple[Recipient, ...], where: str) -> None:
+    names: dict[str, int] = {}
+    keys: dict[str, int] = {}
+    for index, recipient in enumerate(recipients):
+        key = "".join(recipient.public_key.split())
+        for seen, value, what in ((names, recipient.name, "name"), (keys, key, "key")):
+            if value in seen:
+                raise PolicyError(
+                    f"{where}[{index}]: the same {what} as {where}[{seen[value]}]; "
+                    "expected each recipient once"
+                )
+            seen[value] = index
 
 
 def _only(doc: Mapping[str, Any], allowed: set[str], where: str) -> None:
