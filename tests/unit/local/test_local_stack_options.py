@@ -1,9 +1,10 @@
+import json
 from pathlib import Path
 
 import pytest
 
 from regseal.errors import LocalStackError
-from regseal.local.stack import StackOptions
+from regseal.local.stack import Stack, StackOptions
 
 
 @pytest.mark.parametrize(
@@ -33,3 +34,20 @@ def test_tags_in_database_needs_api_mode():
     assert StackOptions(Path("s.json"), write_back="api", tags_in_database=True)
     with pytest.raises(LocalStackError, match="tags_in_database: expected write_back"):
         StackOptions(Path("s.json"), tags_in_database=True)
+
+
+def test_a_policy_file_the_stack_cannot_use_is_named_with_its_option(tmp_path):
+    policy = tmp_path / "badkms.json"
+    document = {
+        "version": "bad-1",
+        "teams": {"demo": {"repositories": ["*"], "kms_key": "not a key"}},
+    }
+    policy.write_text(json.dumps(document))
+    stack = Stack(StackOptions(tmp_path / "s.json", policy_file=policy))
+
+    with pytest.raises(LocalStackError) as refused:
+        stack._tuf_teams(policy.read_bytes())
+
+    message = str(refused.value)
+    assert message.startswith(f"--policy {policy}: ")
+    assert "policy.teams.demo.kms_key: expected a KMS key id" in message

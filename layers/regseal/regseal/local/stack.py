@@ -327,10 +327,11 @@ class Stack:
         """The TUF globs of each policy team; None when TUF is off."""
         if not self._options.tuf:
             return None
+        given = self._options.policy_file
         try:
-            return team_globs(load_policy_bytes(policy, "the stack's policy"))
+            return team_globs(load_policy_bytes(policy, str(given or "demo policy")))
         except PolicyError as exc:
-            raise LocalStackError(f"TUF for the stack's policy: {exc}") from exc
+            raise LocalStackError(f"{'--policy ' if given else ''}{exc}") from exc
 
     def _start_tuf_function(
         self,
