@@ -23,8 +23,10 @@ more hold in every repository the policy claims:
   and no tag index link names a manifest that has no revision link.
 
 A layer is plaintext when its type is a filesystem layer type (OCI
-``image.layer.*``, Docker ``rootfs.*``), it is not ``+encrypted`` and it has
-no ``urls`` (so its content is in the registry). Manifests that are not
+``image.layer.*``, Docker ``rootfs.*``), it is no ocicrypt layer (typed
+``+encrypted`` with public options and a wrapped key: a layer that only
+claims encryption opens with no key and counts as plaintext) and it has no
+``urls`` (so its content is in the registry). Manifests that are not
 images (signatures, attestations, charts, other artifacts) carry no plaintext
 layers by that rule.
 
@@ -297,9 +299,20 @@ def is_plaintext_layer(layer: mf.Descriptor) -> bool:
     return (
         layer.media_type.startswith(mf.LAYER_TYPE_PREFIXES)
         and not layer.media_type.startswith(_DOCKER_FOREIGN)
-        and not ocicrypt.is_encrypted_media_type(layer.media_type)
+        and not is_ocicrypt_layer(layer)
         and not layer.urls
     )
+
+
+def is_ocicrypt_layer(layer: mf.Descriptor) -> bool:
+    """Typed ``+encrypted`` and carrying what ocicrypt needs to open it.
+
+    A layer typed ``+encrypted`` without public options or a wrapped key
+    opens with no key at all, so it counts as plaintext (its blob may be).
+    """
+    return ocicrypt.is_encrypted_media_type(
+        layer.media_type
+    ) and not ocicrypt.missing_layer_annotations(layer.annotations)
 
 
 def is_sealed(parsed: mf.ImageManifest | mf.ImageIndex) -> bool:
@@ -375,7 +388,8 @@ class _Checker:
                 self.fail(
                     TAG_SEALED,
                     f"{repo.name}:{tag}",
-                    f"points at {digest}, which leads to plaintext layers",
+                    f"points at {digest}, which leads to plaintext layers"
+                    + self._fake_encryption(digest, depth=0),
                 )
         for digest in sorted(repo.revisions):
             parsed = self.view.manifest(digest)
@@ -570,6 +584,30 @@ class _Checker:
             for child in parsed.manifests
             if child.media_type in mf.MANIFEST_TYPES | mf.INDEX_TYPES
         )
+
+    def _fake_encryption(self, digest: Digest, depth: int) -> str:
+        """Why a layer typed ``+encrypted`` under ``digest`` counts as plaintext."""
+        parsed = self.view.manifest(digest)
+        if isinstance(parsed, mf.ImageManifest):
+            for layer in parsed.layers:
+                if not ocicrypt.is_encrypted_media_type(layer.media_type):
+                    continue
+                missing = ocicrypt.missing_layer_annotations(layer.annotations)
+                if missing:
+                    return (
+                        f" (layer {layer.digest} is typed {layer.media_type!r} "
+                        f"but has no {' and no '.join(missing)} annotation, so no "
+                        "key opens it)"
+                    )
+            return ""
+        if parsed is None or depth >= MAX_DEPTH:
+            return ""
+        for child in parsed.manifests:
+            if child.media_type in mf.MANIFEST_TYPES | mf.INDEX_TYPES:
+                found = self._fake_encryption(child.digest, depth + 1)
+                if found:
+                    return found
+        return ""
 
     def _check_hidden(self, repo: RepositoryView, tagged: set[Digest]) -> None:
         in_use: set[Digest] = set()
