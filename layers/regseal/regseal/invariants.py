@@ -30,6 +30,10 @@ claims encryption opens with no key and counts as plaintext) and it has no
 images (signatures, attestations, charts, other artifacts) carry no plaintext
 layers by that rule.
 
+Whatever ``finished`` says, ``repository-claimed`` holds when the policy
+(through ``sealable``) names a team for every repository; only a policy whose
+``unmatched`` is "fail" can break it, for each repository no team claims.
+
 Further checks are callables given as ``extra_checks``, which see the same
 :class:`RegistryView`. :func:`tuf_targets` is one: ``tuf-target`` holds when
 python-tuf's reference client, from a trusted root, finds every sealed tag as
@@ -59,6 +63,7 @@ from regseal.errors import (
     ManifestError,
     NotFoundError,
     OcicryptError,
+    PolicyError,
     RegsealError,
 )
 from regseal.kms import ANNOTATION_KMS, KmsPacket, KmsWrapper
@@ -73,6 +78,7 @@ SEALED_DECRYPTS = "sealed-decrypts"
 TAG_SEALED = "tag-sealed"
 PLAINTEXT_HIDDEN = "plaintext-hidden"
 TUF_TARGET = "tuf-target"
+REPOSITORY_CLAIMED = "repository-claimed"
 
 # Deeper nesting than this is reported rather than followed.
 MAX_DEPTH = 8
@@ -253,8 +259,11 @@ def tuf_targets(
             return [Violation(TUF_TARGET, metadata_url, f"metadata not trusted: {exc}")]
         violations = []
         for repo in sorted(view.repositories.values(), key=lambda r: r.name):
-            if not sealable(repo.name):
-                continue
+            try:
+                if not sealable(repo.name):
+                    continue
+            except PolicyError:
+                continue  # reported as repository-claimed
             for tag, key in sorted(repo.tags.items()):
                 where = f"{repo.name}:{tag}"
                 try:
@@ -339,7 +348,9 @@ def check_registry(
         finished: also check ``tag-sealed`` and ``plaintext-hidden``: only
             true once every event was handled and no seal is running.
         sealable: which repositories the policy claims (for the two
-            ``finished`` invariants).
+            ``finished`` invariants); a PolicyError from it (a policy whose
+            ``unmatched`` is "fail") is a ``repository-claimed`` violation
+            for that repository, whose other checks skip the two.
         repositories: check only these (default: every repository).
         extra_checks: further checks over the same view (TUF metadata).
 
@@ -350,7 +361,14 @@ def check_registry(
     view = RegistryView.read(store, layout or RegistryLayout(), repositories)
     checker = _Checker(view, keys or Keys())
     for repo in view.repositories.values():
-        checker.check_repository(repo, finished=finished and sealable(repo.name))
+        try:
+            claimed = sealable(repo.name)
+        except PolicyError as exc:
+            # "unmatched": "fail": the seal refuses every event of this
+            # repository, so it is one violation, and the rest is checked.
+            checker.fail(REPOSITORY_CLAIMED, repo.name, str(exc))
+            claimed = False
+        checker.check_repository(repo, finished=finished and claimed)
     for extra in extra_checks:
         checker.violations.extend(extra(view))
     return Report(
