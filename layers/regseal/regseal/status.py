@@ -2,7 +2,10 @@
 
 Read-only: it reads tag links, manifests and revision links, and compares
 what each sealed manifest records (team, KMS key, recipient fingerprints,
-policy version) with the current policy. A tag that cannot be read is
+policy version) with the current policy, and, when TUF is on, the target
+the team's stored role lists for each sealed tag with the manifest the tag
+points at (unverified: ``regseal verify`` checks signatures and freshness).
+A tag that cannot be read is
 ``broken`` with the reason in ``detail``: which link or manifest is missing
 or unreadable, named by digest and storage key.
 """
@@ -20,6 +23,7 @@ from regseal.inventory import RepositoryInventory
 from regseal.layout import decode_link
 from regseal.policy import Policy
 from regseal.seal import MAX_INDEX_DEPTH, Sealer, check_encrypted_layers, sealed_for
+from regseal.targetlog import StoredTargets, TufTargetLog
 
 
 class State(enum.Enum):
@@ -47,14 +51,32 @@ class TagStatus:
     current: bool | None = None  # sealed for the current policy's keys
     plaintext_digest: str | None = None
     plaintext_reachable: bool | None = None
+    tuf_target: str | None = None
+    """For a sealed tag with TUF on: ``current`` (the target is the manifest
+    the tag points at), ``stale: <digest>`` (it names another one),
+    ``missing``, or ``unreadable: <why>``; as stored, not verified."""
     detail: str = ""
 
     def to_json(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v not in (None, "", ())}
 
 
-def tag_status(sealer: Sealer, repository: str, tag: str, policy: Policy) -> TagStatus:
-    """The state of one tag."""
+def tag_status(
+    sealer: Sealer,
+    repository: str,
+    tag: str,
+    policy: Policy,
+    targets: StoredTargets | None = None,
+) -> TagStatus:
+    """The state of one tag.
+
+    Args:
+        sealer: reads the registry bucket.
+        repository: the repository.
+        tag: the tag.
+        policy: the current policy.
+        targets: the stored TUF targets (None: TUF is off, or not asked).
+    """
     base = TagStatus(repository, tag, State.BROKEN.value)
     key = sealer.layout.tag_link(repository, tag)
     try:
@@ -133,17 +155,47 @@ def tag_status(sealer: Sealer, repository: str, tag: str, policy: Policy) -> Tag
         plaintext_reachable=sealer.store.exists(
             sealer.layout.revision_link(repository, plaintext)
         ),
+        tuf_target=(
+            None
+            if targets is None or team_name is None
+            else _tuf_target(sealer, targets, team_name, repository, tag, digest)
+        ),
     )
 
 
 def statuses(
     sealer: Sealer, inventories: list[RepositoryInventory], policy: Policy
 ) -> list[TagStatus]:
+    """The state of every tag of ``inventories``, with TUF targets if TUF is on."""
+    targets = (
+        sealer.targets.stored() if isinstance(sealer.targets, TufTargetLog) else None
+    )
     return [
-        tag_status(sealer, inventory.name, tag, policy)
+        tag_status(sealer, inventory.name, tag, policy, targets)
         for inventory in inventories
         for tag in sorted(inventory.tags)
     ]
+
+
+def _tuf_target(
+    sealer: Sealer,
+    targets: StoredTargets,
+    team: str,
+    repository: str,
+    tag: str,
+    digest: Digest,
+) -> str:
+    try:
+        target = targets.find(team, repository, tag)
+        if target is None:
+            return "missing"
+        size = sealer.store.head(sealer.layout.blob_data(digest))
+    except RegsealError as exc:
+        return f"unreadable: {exc}"
+    named = target.hashes.get("sha256")
+    if named == digest.hex and size is not None and target.length == size.size:
+        return "current"
+    return f"stale: sha256:{named} ({target.length} bytes)"
 
 
 def _manifest_problem(
