@@ -8,7 +8,7 @@ import pytest
 
 from regseal import ocicrypt
 from regseal.cli import main
-from regseal.manifest import OCI_CONFIG, OCI_MANIFEST, dumps
+from regseal.manifest import ANNOTATION_PLAINTEXT, OCI_CONFIG, OCI_MANIFEST, dumps
 from regseal.status import tag_status
 from tests.functional.conftest import BUCKET
 from tests.support.registry import OCI_GZIP, random_layer
@@ -170,3 +170,19 @@ def test_artifacts_say_what_they_are(stack, cli_env, capsys):
         "-",
         "artifact application/vnd.example.sbom.v1+json",
     ]
+
+
+def test_image_sealed_around_a_fake_encrypted_layer_is_refused_not_sealed(stack):
+    # What earlier versions wrote for an image mixing a plaintext layer with
+    # a fake encrypted one: the sealed manifest kept the fake layer.
+    pushed = stack.registry.push_image(
+        "team-a/app", "old", [random_layer()], layer_types=[ENCRYPTED]
+    )
+    doc = stack.registry.manifest(pushed.digest)
+    doc["annotations"] = {ANNOTATION_PLAINTEXT: pushed.digest.value}
+    stack.registry.put_manifest("team-a/app", dumps(doc), "old")
+
+    row = status_of(stack, "team-a/app", "old")
+
+    assert (row.state, row.team) == ("refused", "team-a")
+    assert f"layer 0 ({pushed.layers[0]})" in row.detail
