@@ -129,12 +129,6 @@ def test_index_target_lists_both_platforms(world, sealing):
     assert info.custom["mediaType"] == "application/vnd.oci.image.index.v1+json"
 
 
-def test_public_pem_is_what_the_policy_holds(rsa_keypair):
-    # Guard for the fixture above: the policy takes SubjectPublicKeyInfo PEM.
-    key = serialization.load_pem_public_key(rsa_keypair.public_pem)
-    assert key.key_size == 2048
-
-
 def test_status_fills_tuf_target_from_the_stored_team_role(world, sealing):
     from regseal import status
     from regseal.inventory import Selection, scan
@@ -179,3 +173,9 @@ def test_status_fills_tuf_target_from_the_stored_team_role(world, sealing):
     }
     assert without_tuf.tuf_target is None
     assert "tuf_target" not in without_tuf.to_json()
+
+
+def test_public_pem_is_what_the_policy_holds(rsa_keypair):
+    # Guard for the fixture above: the policy takes SubjectPublicKeyInfo PEM.
+    key = serialization.load_pem_public_key(rsa_keypair.public_pem)
+    assert key.key_size == 2048
