@@ -183,15 +183,39 @@ def test_nested_repository_and_tag_with_moto_encoded_key(stack):
 
 
 def test_image_encrypted_by_someone_else_is_left_alone(stack):
-    stack.registry.push_image(
-        "team-a/pre", "1", [random_layer()], layer_types=[OCI_GZIP + "+encrypted"]
+    data, _, _ = stack.registry.image_manifest(
+        "team-a/pre", [random_layer()], layer_types=[OCI_GZIP + "+encrypted"]
     )
+    doc = json.loads(data)
+    doc["layers"][0]["annotations"] = {
+        ocicrypt.ANNOTATION_PUBOPTS: "e30=",
+        ocicrypt.ANNOTATION_JWE: "ZXhhbXBsZQ==",
+    }
+    stack.registry.put_manifest("team-a/pre", json.dumps(doc).encode(), "1")
     before = stack.registry.snapshot()
 
     result = stack.sealer.handle(tag_event(stack, "team-a/pre", "1"))
 
     assert result.outcome is Outcome.SKIPPED
     assert result.reason == "already encrypted, not by regseal"
+    assert stack.registry.snapshot() == before
+
+
+def test_layer_typed_encrypted_without_ocicrypt_annotations_is_refused(stack):
+    pushed = stack.registry.push_image(
+        "team-a/pre", "1", [random_layer()], layer_types=[OCI_GZIP + "+encrypted"]
+    )
+    before = stack.registry.snapshot()
+
+    with pytest.raises(ManifestError) as caught:
+        stack.sealer.handle(tag_event(stack, "team-a/pre", "1"))
+
+    assert str(caught.value) == (
+        f"manifest {pushed.digest} of team-a/pre: layer 0 ({pushed.layers[0]}) has "
+        f"media type '{OCI_GZIP}+encrypted' but is no ocicrypt layer: expected the "
+        f"ocicrypt annotations, missing {ocicrypt.ANNOTATION_PUBOPTS} and "
+        f"{ocicrypt.KEYS_ANNOTATION_PREFIX}*"
+    )
     assert stack.registry.snapshot() == before
 
 

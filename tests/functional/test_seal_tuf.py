@@ -129,6 +129,52 @@ def test_index_target_lists_both_platforms(world, sealing):
     assert info.custom["mediaType"] == "application/vnd.oci.image.index.v1+json"
 
 
+def test_status_fills_tuf_target_from_the_stored_team_role(world, sealing):
+    from regseal import status
+    from regseal.inventory import Selection, scan
+
+    sealer, registry, _ = sealing
+    registry.push_image("team-a/app", "1.0", [random_layer()])
+    registry.push_image("team-a/app", "2.0", [random_layer()])
+    for tag in ("1.0", "2.0"):
+        sealer.handle(
+            ObjectEvent(
+                BUCKET, sealer.layout.tag_link("team-a/app", tag), Action.CREATED
+            )
+        )
+    registry.push_image("team-a/app", "3.0", [random_layer()])
+    untracked = Sealer(
+        sealer.store, sealer.settings, sealer.policies, sealer.kms, targets=None
+    )
+    untracked.handle(
+        ObjectEvent(BUCKET, sealer.layout.tag_link("team-a/app", "3.0"), Action.CREATED)
+    )
+    # 2.0 now points at 1.0's sealed manifest, which its target does not name.
+    one = registry.tag_digest("team-a/app", "1.0")
+    two = registry.tag_digest("team-a/app", "2.0")
+    registry.put_manifest(
+        "team-a/app", sealer.store.get(sealer.layout.blob_data(one)).data, "2.0"
+    )
+    two_size = len(sealer.store.get(sealer.layout.blob_data(two)).data)
+
+    rows = status.statuses(
+        sealer,
+        scan(sealer.store, sealer.layout, Selection.parse("team-a/app")),
+        sealer.policies.get(),
+    )
+    without_tuf = status.tag_status(
+        untracked, "team-a/app", "1.0", sealer.policies.get()
+    )
+
+    assert {r.tag: (r.state, r.tuf_target) for r in rows} == {
+        "1.0": ("sealed", "current"),
+        "2.0": ("sealed", f"stale: {two} ({two_size} bytes)"),
+        "3.0": ("sealed", "missing"),
+    }
+    assert without_tuf.tuf_target is None
+    assert "tuf_target" not in without_tuf.to_json()
+
+
 def test_public_pem_is_what_the_policy_holds(rsa_keypair):
     # Guard for the fixture above: the policy takes SubjectPublicKeyInfo PEM.
     key = serialization.load_pem_public_key(rsa_keypair.public_pem)

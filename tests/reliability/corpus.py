@@ -741,6 +741,44 @@ def _skopeo_encrypted(reg) -> dict:
     )
 
 
+def _claims_encrypted(annotations: dict[str, str]) -> Callable[[Any], dict]:
+    """A layer typed ``+encrypted`` whose blob is plaintext, with ``annotations``."""
+
+    def make(reg) -> dict:
+        return layer(reg, media_type=OCI_GZIP + "+encrypted", annotations=annotations)
+
+    return make
+
+
+def _fake_encrypted(*makers, missing: tuple[str, ...]) -> Callable[[Any], Input]:
+    """A manifest of ``makers``' layers; the error names the fake one's digest."""
+
+    def build(reg) -> Input:
+        layers = [make(reg) for make in makers]
+        built = tagged(reg, manifest_doc(reg, layers))
+        fake = next(x for x in layers if x["mediaType"].endswith("+encrypted"))
+        return Input(built.body, (*built.names, fake["digest"], *missing))
+
+    return build
+
+
+def _fake_encrypted_child(reg) -> Input:
+    data = dumps(manifest_doc(reg, [_claims_encrypted({})(reg)]))
+    digest = put_raw(reg, data, None)
+    fake = {
+        "mediaType": OCI_MANIFEST,
+        "digest": digest.value,
+        "size": len(data),
+        "platform": {"architecture": "arm64", "os": "linux"},
+    }
+    built = tagged(reg, index_doc([child(reg, "amd64"), fake]))
+    return Input(built.body, (digest.value,), built.context)
+
+
+_PUBOPTS = "org.opencontainers.image.enc.pubopts"
+_KEYS = "org.opencontainers.image.enc.keys.*"
+
+
 def _partially_encrypted(given: Input, sealed: dict) -> None:
     first, second = sealed["layers"]
     assert first["annotations"]["org.opencontainers.image.enc.pubopts"] == "e30="
@@ -815,6 +853,31 @@ LAYER_CASES = [
         "every-layer-encrypted-by-someone-else",
         _layers_of(_skopeo_encrypted),
         Skip("already encrypted, not by regseal"),
+    ),
+    Case(
+        "layer-typed-encrypted-without-ocicrypt-annotations",
+        _fake_encrypted(_claims_encrypted({}), missing=(_PUBOPTS, _KEYS)),
+        Error(ManifestError, ("no ocicrypt layer",)),
+    ),
+    Case(
+        "fake-encrypted-layer-beside-a-plaintext-one",
+        _fake_encrypted(
+            lambda reg: layer(reg), _claims_encrypted({}), missing=(_PUBOPTS, _KEYS)
+        ),
+        Error(ManifestError, ("layer 1", "no ocicrypt layer")),
+    ),
+    Case(
+        "encrypted-layer-with-keys-but-no-pubopts",
+        _fake_encrypted(
+            _claims_encrypted({"org.opencontainers.image.enc.keys.jwe": "eA=="}),
+            missing=(_PUBOPTS,),
+        ),
+        Error(ManifestError, ("no ocicrypt layer",)),
+    ),
+    Case(
+        "encrypted-layer-with-pubopts-but-no-key",
+        _fake_encrypted(_claims_encrypted({_PUBOPTS: "e30="}), missing=(_KEYS,)),
+        Error(ManifestError, ("no ocicrypt layer",)),
     ),
 ]
 
@@ -1039,6 +1102,11 @@ INDEX_CASES = [
         "index-child-without-revision-link",
         _missing_child,
         Error(ManifestError, ("no revision link",)),
+    ),
+    Case(
+        "index-with-a-fake-encrypted-child",
+        _fake_encrypted_child,
+        Error(ManifestError, ("no ocicrypt layer",)),
     ),
     Case(
         "index-with-an-unknown-child-type",

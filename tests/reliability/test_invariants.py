@@ -12,7 +12,7 @@ from regseal import invariants as inv
 from regseal.digest import Digest
 from regseal.invariants import Violation
 from regseal.layout import encode_link
-from regseal.manifest import dumps
+from regseal.manifest import Descriptor, dumps
 from regseal.seal import Outcome
 from tests.support.keys import generate_keypair
 from tests.support.registry import random_layer
@@ -56,6 +56,61 @@ def test_repository_no_team_claims_may_stay_plaintext(rig):
     reg = rig.registry()
     reg.registry.push_image("other/app", "1", [random_layer()])
     assert rig.check(reg.store, finished=True).ok
+
+
+FAKE_ENCRYPTED = "application/vnd.oci.image.layer.v1.tar+gzip+encrypted"
+
+
+def test_layer_typed_encrypted_without_ocicrypt_annotations_breaks_tag_sealed(rig):
+    reg = rig.registry()
+    pushed = reg.registry.push_image(
+        "team-a/app", "1", [random_layer()], layer_types=[FAKE_ENCRYPTED]
+    )
+
+    assert rig.check(reg.store, finished=False).ok
+    report = rig.check(reg.store, finished=True)
+
+    [violation] = report.of(inv.TAG_SEALED)
+    assert violation.where == "team-a/app:1"
+    assert f"layer {pushed.layers[0]} is typed {FAKE_ENCRYPTED!r}" in violation.detail
+    assert "no org.opencontainers.image.enc.pubopts and no " in violation.detail
+    assert "org.opencontainers.image.enc.keys.* annotation" in violation.detail
+
+
+def test_fake_encrypted_layer_beside_a_plaintext_one_is_reported(rig):
+    reg = rig.registry()
+    pushed = reg.registry.push_image(
+        "team-a/app",
+        "1",
+        [random_layer(), random_layer()],
+        layer_types=["application/vnd.oci.image.layer.v1.tar+gzip", FAKE_ENCRYPTED],
+    )
+
+    report = rig.check(reg.store, finished=True)
+
+    [violation] = report.of(inv.TAG_SEALED)
+    assert str(pushed.layers[1]) in violation.detail
+
+
+def test_ocicrypt_layer_is_not_plaintext_and_a_fake_one_is():
+    annotations = {
+        "org.opencontainers.image.enc.pubopts": "e30=",
+        "org.opencontainers.image.enc.keys.jwe": "eA==",
+    }
+    digest = Digest.of(b"x")
+    real = Descriptor(FAKE_ENCRYPTED, digest, 1, annotations)
+
+    assert inv.is_ocicrypt_layer(real)
+    assert not inv.is_plaintext_layer(real)
+    for dropped in annotations:
+        fake = Descriptor(
+            FAKE_ENCRYPTED,
+            digest,
+            1,
+            {k: v for k, v in annotations.items() if k != dropped},
+        )
+        assert not inv.is_ocicrypt_layer(fake)
+        assert inv.is_plaintext_layer(fake)
 
 
 def test_lost_layer_blob_of_sealed_image_breaks_manifest_complete(rig):

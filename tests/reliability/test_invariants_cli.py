@@ -8,6 +8,33 @@ from regseal.cli import main
 from tests.support.registry import random_layer
 
 
+def test_check_under_unmatched_fail_reports_the_unclaimed_repository_and_goes_on(
+    rig, tmp_path, monkeypatch, capsys
+):
+    reg = rig.registry()
+    reg.registry.push_image("team-a/app", "1", [random_layer()])
+    rig.sealer(reg.store).handle(reg.tag_event("team-a/app", "1"))
+    reg.registry.push_image("team-a/new", "1", [random_layer()])  # not sealed yet
+    reg.registry.push_image("zzz/app", "1", [random_layer()])
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({**rig.policy, "unmatched": "fail"}))
+    monkeypatch.setenv("REGSEAL_BUCKET", reg.bucket)
+    monkeypatch.setenv("REGSEAL_POLICY", f"file:{policy}")
+
+    status = main(["check", "--finished"])
+    out = capsys.readouterr()
+
+    assert status == 1
+    assert sorted(out.out.splitlines()) == [
+        "[repository-claimed] zzz/app: repository 'zzz/app' matches no team of "
+        "policy 'rel-1' and 'unmatched' is 'fail'",
+        "[tag-sealed] team-a/new:1: points at "
+        f"{reg.registry.tag_digest('team-a/new', '1')}, which leads to plaintext "
+        "layers",
+    ]
+    assert "3 repositories, 3 tags" in out.err
+
+
 def test_check_of_a_sealed_bucket_passes_and_of_a_broken_one_lists_it(
     rig, rsa_keypair, tmp_path, monkeypatch, capsys
 ):

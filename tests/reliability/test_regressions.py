@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from regseal import invariants as inv
 from regseal.digest import Digest
-from regseal.errors import RetryableError
+from regseal.errors import ManifestError, RetryableError
 from regseal.manifest import dumps
 from regseal.seal import Outcome
 from tests.reliability.scenarios import AFTER_GRACE
@@ -351,3 +352,28 @@ def test_nested_index_hides_every_level_even_after_a_crash(rig, crash_at_delete)
     rig.sealer(reg.store).handle(event)
 
     assert rig.check(reg.store, finished=True).violations == ()
+
+
+def test_layer_only_typed_encrypted_is_refused_and_reported(rig):
+    # Found in review: a layer typed +encrypted without ocicrypt annotations
+    # was taken for "encrypted by another tool". Beside a plaintext layer the
+    # image was sealed around it, status said sealed and check --finished
+    # found nothing, though no key opens the layer and its blob is plaintext.
+    reg = rig.registry()
+    pushed = reg.registry.push_image(
+        "team-a/app",
+        "1",
+        [random_layer(), random_layer()],
+        layer_types=[
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
+        ],
+    )
+    before = reg.snapshot()
+
+    with pytest.raises(ManifestError, match=str(pushed.layers[1])):
+        rig.sealer(reg.store).handle(reg.tag_event("team-a/app", "1"))
+    report = rig.check(reg.store, finished=True)
+
+    assert reg.snapshot() == before
+    assert [v.where for v in report.of(inv.TAG_SEALED)] == ["team-a/app:1"]

@@ -35,6 +35,7 @@ from regseal.ocicrypt import (
     encrypted_media_type,
     is_encrypted_media_type,
     layer_annotations,
+    missing_layer_annotations,
     parse_layer_annotations,
     split_items,
     strip_enc_annotations,
@@ -772,3 +773,38 @@ def test_sha256_of_ciphertext_is_the_descriptor_digest():
 
     assert layer.digest.hex == hashlib.sha256(ciphertext).hexdigest()
     assert layer.plaintext_digest == Digest.of(data)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "missing"),
+    [
+        (
+            {
+                "org.opencontainers.image.enc.pubopts": "e30=",
+                "org.opencontainers.image.enc.keys.provider.regseal": "eA==",
+            },
+            (),
+        ),
+        (
+            {"org.opencontainers.image.enc.keys.jwe": "eA=="},
+            ("org.opencontainers.image.enc.pubopts",),
+        ),
+        (
+            {
+                "org.opencontainers.image.enc.pubopts": "e30=",
+                "org.opencontainers.image.enc.keys.": "eA==",
+            },
+            ("org.opencontainers.image.enc.keys.*",),
+        ),
+        (
+            {"org.example.other": "x"},
+            (
+                "org.opencontainers.image.enc.pubopts",
+                "org.opencontainers.image.enc.keys.*",
+            ),
+        ),
+    ],
+    ids=["complete", "no-pubopts", "keys-prefix-alone", "none"],
+)
+def test_missing_layer_annotations_names_what_ocicrypt_needs(annotations, missing):
+    assert missing_layer_annotations(annotations) == missing

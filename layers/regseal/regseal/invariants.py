@@ -23,10 +23,16 @@ more hold in every repository the policy claims:
   and no tag index link names a manifest that has no revision link.
 
 A layer is plaintext when its type is a filesystem layer type (OCI
-``image.layer.*``, Docker ``rootfs.*``), it is not ``+encrypted`` and it has
-no ``urls`` (so its content is in the registry). Manifests that are not
+``image.layer.*``, Docker ``rootfs.*``), it is no ocicrypt layer (typed
+``+encrypted`` with public options and a wrapped key: a layer that only
+claims encryption opens with no key and counts as plaintext) and it has no
+``urls`` (so its content is in the registry). Manifests that are not
 images (signatures, attestations, charts, other artifacts) carry no plaintext
 layers by that rule.
+
+Whatever ``finished`` says, ``repository-claimed`` holds when the policy
+(through ``sealable``) names a team for every repository; only a policy whose
+``unmatched`` is "fail" can break it, for each repository no team claims.
 
 Further checks are callables given as ``extra_checks``, which see the same
 :class:`RegistryView`. :func:`tuf_targets` is one: ``tuf-target`` holds when
@@ -57,6 +63,7 @@ from regseal.errors import (
     ManifestError,
     NotFoundError,
     OcicryptError,
+    PolicyError,
     RegsealError,
 )
 from regseal.kms import ANNOTATION_KMS, KmsPacket, KmsWrapper
@@ -71,6 +78,7 @@ SEALED_DECRYPTS = "sealed-decrypts"
 TAG_SEALED = "tag-sealed"
 PLAINTEXT_HIDDEN = "plaintext-hidden"
 TUF_TARGET = "tuf-target"
+REPOSITORY_CLAIMED = "repository-claimed"
 
 # Deeper nesting than this is reported rather than followed.
 MAX_DEPTH = 8
@@ -251,8 +259,11 @@ def tuf_targets(
             return [Violation(TUF_TARGET, metadata_url, f"metadata not trusted: {exc}")]
         violations = []
         for repo in sorted(view.repositories.values(), key=lambda r: r.name):
-            if not sealable(repo.name):
-                continue
+            try:
+                if not sealable(repo.name):
+                    continue
+            except PolicyError:
+                continue  # reported as repository-claimed
             for tag, key in sorted(repo.tags.items()):
                 where = f"{repo.name}:{tag}"
                 try:
@@ -297,9 +308,20 @@ def is_plaintext_layer(layer: mf.Descriptor) -> bool:
     return (
         layer.media_type.startswith(mf.LAYER_TYPE_PREFIXES)
         and not layer.media_type.startswith(_DOCKER_FOREIGN)
-        and not ocicrypt.is_encrypted_media_type(layer.media_type)
+        and not is_ocicrypt_layer(layer)
         and not layer.urls
     )
+
+
+def is_ocicrypt_layer(layer: mf.Descriptor) -> bool:
+    """Typed ``+encrypted`` and carrying what ocicrypt needs to open it.
+
+    A layer typed ``+encrypted`` without public options or a wrapped key
+    opens with no key at all, so it counts as plaintext (its blob may be).
+    """
+    return ocicrypt.is_encrypted_media_type(
+        layer.media_type
+    ) and not ocicrypt.missing_layer_annotations(layer.annotations)
 
 
 def is_sealed(parsed: mf.ImageManifest | mf.ImageIndex) -> bool:
@@ -326,7 +348,9 @@ def check_registry(
         finished: also check ``tag-sealed`` and ``plaintext-hidden``: only
             true once every event was handled and no seal is running.
         sealable: which repositories the policy claims (for the two
-            ``finished`` invariants).
+            ``finished`` invariants); a PolicyError from it (a policy whose
+            ``unmatched`` is "fail") is a ``repository-claimed`` violation
+            for that repository, whose other checks skip the two.
         repositories: check only these (default: every repository).
         extra_checks: further checks over the same view (TUF metadata).
 
@@ -337,7 +361,14 @@ def check_registry(
     view = RegistryView.read(store, layout or RegistryLayout(), repositories)
     checker = _Checker(view, keys or Keys())
     for repo in view.repositories.values():
-        checker.check_repository(repo, finished=finished and sealable(repo.name))
+        try:
+            claimed = sealable(repo.name)
+        except PolicyError as exc:
+            # "unmatched": "fail": the seal refuses every event of this
+            # repository, so it is one violation, and the rest is checked.
+            checker.fail(REPOSITORY_CLAIMED, repo.name, str(exc))
+            claimed = False
+        checker.check_repository(repo, finished=finished and claimed)
     for extra in extra_checks:
         checker.violations.extend(extra(view))
     return Report(
@@ -375,7 +406,8 @@ class _Checker:
                 self.fail(
                     TAG_SEALED,
                     f"{repo.name}:{tag}",
-                    f"points at {digest}, which leads to plaintext layers",
+                    f"points at {digest}, which leads to plaintext layers"
+                    + self._fake_encryption(digest, depth=0),
                 )
         for digest in sorted(repo.revisions):
             parsed = self.view.manifest(digest)
@@ -570,6 +602,30 @@ class _Checker:
             for child in parsed.manifests
             if child.media_type in mf.MANIFEST_TYPES | mf.INDEX_TYPES
         )
+
+    def _fake_encryption(self, digest: Digest, depth: int) -> str:
+        """Why a layer typed ``+encrypted`` under ``digest`` counts as plaintext."""
+        parsed = self.view.manifest(digest)
+        if isinstance(parsed, mf.ImageManifest):
+            for layer in parsed.layers:
+                if not ocicrypt.is_encrypted_media_type(layer.media_type):
+                    continue
+                missing = ocicrypt.missing_layer_annotations(layer.annotations)
+                if missing:
+                    return (
+                        f" (layer {layer.digest} is typed {layer.media_type!r} "
+                        f"but has no {' and no '.join(missing)} annotation, so no "
+                        "key opens it)"
+                    )
+            return ""
+        if parsed is None or depth >= MAX_DEPTH:
+            return ""
+        for child in parsed.manifests:
+            if child.media_type in mf.MANIFEST_TYPES | mf.INDEX_TYPES:
+                found = self._fake_encryption(child.digest, depth + 1)
+                if found:
+                    return found
+        return ""
 
     def _check_hidden(self, repo: RepositoryView, tagged: set[Digest]) -> None:
         in_use: set[Digest] = set()

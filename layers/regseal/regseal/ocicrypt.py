@@ -28,6 +28,7 @@ Public API:
 - decryption: :func:`decrypt_layer`, which authenticates before it releases
   any plaintext;
 - annotations: :func:`layer_annotations`, :func:`parse_layer_annotations`,
+  :func:`missing_layer_annotations`,
   :func:`strip_enc_annotations`, :func:`split_items`;
 - encoding rules shared with the key-wrapping modules: :func:`encode_base64`,
   :func:`decode_base64` (strict standard base64), :func:`dump_json` (Go's
@@ -819,6 +820,28 @@ def parse_layer_annotations(
             f"encrypted layer has no {KEYS_ANNOTATION_PREFIX}* annotation"
         )
     return public, wrapped
+
+
+def missing_layer_annotations(annotations: Mapping[str, str]) -> tuple[str, ...]:
+    """What an ``+encrypted`` layer lacks to be an ocicrypt layer.
+
+    ocicrypt needs the public options (the HMAC) and at least one wrapped key
+    to open a layer; a descriptor typed ``+encrypted`` without them is not
+    one, whatever its media type says, and nothing can decrypt it.
+
+    Returns:
+        The missing annotation names (``keys.*`` for "no wrapped key at
+        all"), empty when both are there.
+    """
+    missing = []
+    if ANNOTATION_PUBOPTS not in annotations:
+        missing.append(ANNOTATION_PUBOPTS)
+    if not any(
+        key.startswith(KEYS_ANNOTATION_PREFIX) and key != KEYS_ANNOTATION_PREFIX
+        for key in annotations
+    ):
+        missing.append(KEYS_ANNOTATION_PREFIX + "*")
+    return tuple(missing)
 
 
 def strip_enc_annotations(annotations: Mapping[str, str]) -> dict[str, str]:

@@ -634,7 +634,22 @@ class Sealer:
     def load_manifest(
         self, repository: str, digest: Digest
     ) -> mf.ImageManifest | mf.ImageIndex | None:
-        """Read a manifest of ``repository``; None for kinds left alone."""
+        """Read a manifest of ``repository``; None for kinds left alone.
+
+        Raises:
+            ManifestError: the manifest is missing, does not match its digest,
+                does not parse, or has a layer typed ``+encrypted`` that is no
+                ocicrypt layer (see :func:`check_encrypted_layers`).
+        """
+        parsed = self.read_manifest(repository, digest)
+        if isinstance(parsed, mf.ImageManifest):
+            check_encrypted_layers(parsed, f"manifest {digest} of {repository}")
+        return parsed
+
+    def read_manifest(
+        self, repository: str, digest: Digest
+    ) -> mf.ImageManifest | mf.ImageIndex | None:
+        """Like :meth:`load_manifest`, without checking the layers' claims."""
         revision = self.layout.revision_link(repository, digest)
         if not self.store.exists(revision):
             raise ManifestError(
@@ -1282,6 +1297,30 @@ def _repoint_references(
             child = replace(child, annotations=annotations)
         repointed.append(child)
     return repointed
+
+
+def check_encrypted_layers(image: mf.ImageManifest, where: str) -> None:
+    """Refuse an image whose ``+encrypted`` layers are not ocicrypt layers.
+
+    Such a layer carries no public options or no wrapped key, so neither
+    skopeo nor regseal can open it, and its blob may well be plaintext. It is
+    not "encrypted by another tool" to be left alone: the seal refuses the
+    whole manifest, as it refuses other bad input, rather than keep the layer
+    as it is and call the image sealed.
+
+    Raises:
+        ManifestError: naming the first such layer and what it lacks.
+    """
+    for index, layer in enumerate(image.layers):
+        if not ocicrypt.is_encrypted_media_type(layer.media_type):
+            continue
+        missing = ocicrypt.missing_layer_annotations(layer.annotations)
+        if missing:
+            raise ManifestError(
+                f"{where}: layer {index} ({layer.digest}) has media type "
+                f"{layer.media_type!r} but is no ocicrypt layer: expected the "
+                f"ocicrypt annotations, missing {' and '.join(missing)}"
+            )
 
 
 def _is_plaintext_layer(layer: mf.Descriptor) -> bool:

@@ -222,13 +222,15 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     print(f"{'TAG':<48} {'STATE':<10} {'TEAM':<12} {'CURRENT':<8} PLAINTEXT")
     for row in rows:
-        if row.state == status.State.BROKEN.value:
+        if row.state in (status.State.BROKEN.value, status.State.REFUSED.value):
             # Why, instead of a row of dashes.
-            print(f"{row.repository + ':' + row.tag:<48} broken: {row.detail}")
+            print(f"{row.repository + ':' + row.tag:<48} {row.state}: {row.detail}")
             continue
         reachable = {True: "reachable", False: "hidden", None: "-"}[
             row.plaintext_reachable
         ]
+        if row.state in (status.State.NOT_IMAGE.value, status.State.NO_LAYERS.value):
+            reachable = row.detail or reachable  # what it is, not a dash
         current = {True: "yes", False: "no", None: "-"}[row.current]
         print(
             f"{row.repository + ':' + row.tag:<48} {row.state:<10} "
