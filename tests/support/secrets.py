@@ -40,9 +40,20 @@ def forms(data: bytes) -> set[str]:
         base64.b64encode(data).decode(),
         base64.b64encode(data).decode().rstrip("="),
         base64.urlsafe_b64encode(data).decode().rstrip("="),
-        repr(data)[2:-1],
+        *_repr_bodies(data),
     }
     return {f for f in found if len(f) >= MIN_FORM}
+
+
+def _repr_bodies(data: bytes) -> tuple[str, str]:
+    """``data`` as it appears inside a bytes repr, in both quoting styles.
+
+    A repr quotes with ``"`` when the bytes hold a ``'`` and no ``"``, and then
+    leaves ``'`` unescaped; a longer slice around ``data`` can make the other
+    choice, so both spellings of a ``'`` are kept.
+    """
+    single = repr(data + b'"')[2:-2]  # a '"' forces single quotes: \' escaped
+    return single, single.replace("\\'", "'")
 
 
 def _distinct_enough(data: bytes) -> bool:
