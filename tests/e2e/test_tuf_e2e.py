@@ -242,3 +242,55 @@ def test_verify_of_a_tag_never_sealed_fails_with_unknown_target(stack, tmp_path)
     assert result.returncode == 1
     assert "unknown target" in result.stderr
     assert "e2e/tuf/never/tags/pushed" in result.stderr
+
+
+def test_tag_link_rolled_back_in_the_bucket_keeps_the_newer_target(stack, tmp_path):
+    # A storage writer (not the registry) points the tag at an image regseal
+    # sealed earlier: the target stays on the newer one, so verify fails.
+    repository, tag = "e2e/tuf/rollback", "1.0"
+    path = f"{repository}/tags/{tag}"
+    old_pushed = push_unique(stack, tmp_path, repository, tag, "older")
+    old = sha256_digest(served_sealed_manifest(stack, repository, tag, old_pushed))
+    wait_target(stack, tmp_path, path, old)
+    new_pushed = push_unique(stack, tmp_path, repository, tag, "newer")
+    new = sha256_digest(served_sealed_manifest(stack, repository, tag, new_pushed))
+    wait_target(stack, tmp_path, path, new)
+    stack.wait_drained()
+    stack.wait_tuf_drained()
+    tag_key = stack.tag_link_key(repository, tag)
+
+    stack.put(tag_key, old.encode())
+
+    def refusals():
+        return [
+            record
+            for record in stack.log_records()
+            if record.fields.get("key") == tag_key
+            and "target not moved back" in str(record.fields.get("reason"))
+        ]
+
+    refused = wait_for(refusals, timeout=SEAL_TIMEOUT, what="rollback refused")
+    stack.wait_drained()
+    stack.wait_tuf_drained()
+    result = regseal_verify(
+        stack, f"{stack.state.registry}/{repository}:{tag}", tmp_path
+    )
+
+    warnings = [
+        record
+        for record in stack.log_records()
+        if record.message.startswith(f"refused to move the TUF target of {repository}")
+    ]
+    assert len(refused) == 1
+    assert [record.level for record in warnings] == ["WARNING"]
+    assert old in warnings[0].message
+    assert new in warnings[0].message
+    assert refused[0].fields["outcome"] == "skipped"
+    assert f"sealed before {new}" in refused[0].fields["reason"]
+    assert target_of(stack, tmp_path, path).hashes == {
+        "sha256": new.removeprefix("sha256:")
+    }
+    assert stack.tag_target(repository, tag) == old
+    assert result.returncode == 1
+    assert "manifest mismatch" in result.stderr
+    assert f"the registry serves {old}" in result.stderr

@@ -51,7 +51,7 @@ class RecordingTargets:
     def __init__(self):
         self.recorded: list[tuple[str, str, str, Digest]] = []
 
-    def record(self, team, repository, tag, manifest, custom):
+    def record(self, team, repository, tag, manifest, custom, *, newer_only=False):
         entry = (team, repository, tag, Digest.of(manifest))
         changed = entry not in self.recorded
         if changed:

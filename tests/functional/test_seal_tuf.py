@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -10,11 +12,15 @@ from cryptography.hazmat.primitives import serialization
 from regseal.digest import Digest
 from regseal.events import Action, ObjectEvent
 from regseal.kms import KmsWrapper
+from regseal.layerkeys import LayerKeys
+from regseal.layout import encode_link
 from regseal.policy import PolicySource
+from regseal.rewrap import Rewrapper
 from regseal.seal import Outcome, Sealer
 from regseal.settings import Settings
 from regseal.storage import ObjectStore
 from regseal.targetlog import TufTargetLog
+from regseal.tuf.targets import TargetCustom
 from tests.support.registry import FakeRegistry, random_layer
 from tests.support.tuf_world import BUCKET, tuf_world
 
@@ -215,3 +221,216 @@ def test_a_pushed_manifest_forging_regseals_annotations_is_not_signed_or_acted_o
     assert target(world, "team-a/app/tags/1.0").hashes == {
         "sha256": Digest.parse(sealed.sealed_digest).hex
     }
+
+
+# -- a tag's target never moves back (docs/tuf.md, "What it proves") ---------
+
+
+def tag_event(sealer, repository, tag):
+    return ObjectEvent(BUCKET, sealer.layout.tag_link(repository, tag), Action.CREATED)
+
+
+def seal_two(sealer, registry):
+    """Seal v1, then v2 under the same tag; return both sealed digests."""
+    registry.push_image("team-a/app", "1.0", [random_layer()])
+    v1 = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    registry.push_image("team-a/app", "1.0", [random_layer()])
+    v2 = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    assert (v1.outcome, v2.outcome) == (Outcome.SEALED, Outcome.SEALED)
+    return Digest.parse(v1.sealed_digest), Digest.parse(v2.sealed_digest)
+
+
+def rewrite_tag(sealer, repository, tag, digest):
+    """What a storage writer bypassing the registry does to roll a tag back."""
+    sealer.store.put(sealer.layout.tag_link(repository, tag), encode_link(digest))
+
+
+def test_tag_link_rolled_back_in_storage_keeps_the_newer_target(world, sealing, caplog):
+    sealer, registry, messages = sealing
+    v1, v2 = seal_two(sealer, registry)
+    rewrite_tag(sealer, "team-a/app", "1.0", v1)
+    world.refresh()
+    before = world.object_versions()
+    bucket_before = registry.snapshot()
+    sent = len(messages)
+
+    with caplog.at_level(logging.WARNING, logger="regseal.seal"):
+        result = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    world.refresh()
+
+    assert result.outcome is Outcome.SKIPPED
+    assert result.plaintext_digest == v1.value
+    assert f"sealed before {v2.value}" in result.reason
+    assert "target not moved back, nothing hidden" in result.reason
+    assert target(world, "team-a/app/tags/1.0").hashes == {"sha256": v2.hex}
+    assert len(messages) == sent
+    assert world.object_versions() == before
+    assert registry.snapshot() == bucket_before
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "team-a/app:1.0" in message
+    assert v1.value in message
+    assert v2.value in message
+    assert "sealedAt" in message
+
+
+def test_rolled_back_tag_refused_again_on_redelivery(world, sealing, caplog):
+    sealer, registry, _ = sealing
+    v1, v2 = seal_two(sealer, registry)
+    rewrite_tag(sealer, "team-a/app", "1.0", v1)
+    sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    world.refresh()
+    before = world.object_versions()
+
+    again = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+
+    assert again.outcome is Outcome.SKIPPED
+    assert "target not moved back" in again.reason
+    assert world.object_versions() == before
+    assert target(world, "team-a/app/tags/1.0").hashes == {"sha256": v2.hex}
+
+
+def test_targets_record_when_it_was_sealed(world, sealing):
+    sealer, registry, _ = sealing
+    registry.push_image("team-a/app", "1.0", [random_layer()])
+    sealed = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    world.refresh()
+
+    custom = target(world, "team-a/app/tags/1.0").custom
+    record_key = sealer._sealed_record_key(
+        "team-a/app", Digest.parse(sealed.plaintext_digest)
+    )
+    record = json.loads(sealer.store.get(record_key).data)
+
+    assert isinstance(custom["sealedAt"], int)
+    assert record["sealed"] == sealed.sealed_digest
+    assert record["sealed_at"] <= custom["sealedAt"]
+    assert abs(custom["sealedAt"] - time.time() * 1000) < 60_000
+
+
+def test_seal_of_a_newer_push_after_a_refused_rollback_is_recorded(world, sealing):
+    sealer, registry, _ = sealing
+    v1, _ = seal_two(sealer, registry)
+    rewrite_tag(sealer, "team-a/app", "1.0", v1)
+    sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    registry.push_image("team-a/app", "1.0", [random_layer()])
+
+    v3 = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    own = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))  # its tag move
+    world.refresh()
+
+    assert v3.outcome is Outcome.SEALED
+    assert (own.outcome, own.reason) == (Outcome.SKIPPED, "already sealed")
+    assert target(world, "team-a/app/tags/1.0").hashes == {
+        "sha256": Digest.parse(v3.sealed_digest).hex
+    }
+
+
+def test_repush_of_an_older_plaintext_image_moves_the_target_back(world, sealing):
+    # A push is a push: someone with push rights may tag an older image again.
+    sealer, registry, _ = sealing
+    layer = random_layer()
+    registry.push_image("team-a/app", "1.0", [layer])
+    v1 = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    registry.push_image("team-a/app", "1.0", [random_layer()])
+    v2 = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    registry.push_image("team-a/app", "1.0", [layer])  # the same image again
+
+    again = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    own = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    world.refresh()
+
+    assert again.outcome is Outcome.REUSED
+    assert again.sealed_digest == v1.sealed_digest
+    assert (own.outcome, own.reason) == (Outcome.SKIPPED, "already sealed")
+    v1_hex = Digest.parse(v1.sealed_digest).hex
+    assert target(world, "team-a/app/tags/1.0").hashes == {"sha256": v1_hex}
+    # ... and a storage rollback to the image it replaced is refused.
+    rewrite_tag(sealer, "team-a/app", "1.0", Digest.parse(v2.sealed_digest))
+    refused = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    world.refresh()
+    assert "target not moved back" in refused.reason
+    assert target(world, "team-a/app/tags/1.0").hashes == {"sha256": v1_hex}
+
+
+def test_crash_between_tag_move_and_target_record_is_finished_by_the_retry(
+    world, sealing
+):
+    sealer, registry, _ = sealing
+    registry.push_image("team-a/app", "1.0", [random_layer()])
+    v1 = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    registry.push_image("team-a/app", "1.0", [random_layer()])
+    # The same seal with no TUF: the tag moves, the target is not recorded.
+    crashed = replace_targets(sealer, None)
+    v2 = crashed.handle(tag_event(sealer, "team-a/app", "1.0"))
+    world.refresh()
+    assert target(world, "team-a/app/tags/1.0").hashes == {
+        "sha256": Digest.parse(v1.sealed_digest).hex
+    }
+
+    retry = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    world.refresh()
+
+    assert (retry.outcome, retry.reason) == (Outcome.SKIPPED, "already sealed")
+    assert target(world, "team-a/app/tags/1.0").hashes == {
+        "sha256": Digest.parse(v2.sealed_digest).hex
+    }
+
+
+@pytest.mark.parametrize("rekey", [False, True], ids=["rewrap", "rekey"])
+def test_rewrapped_image_is_recorded_by_its_tag_event(world, sealing, rekey):
+    sealer, registry, _ = sealing
+    registry.push_image("team-a/app", "1.0", [random_layer()])
+    sealed = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    keys = LayerKeys(kms=lambda _region: sealer.kms)
+
+    rewrapped = Rewrapper(sealer, keys, rekey=rekey).rewrap_tag(
+        "team-a/app", "1.0", force=True
+    )
+    event = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    world.refresh()
+
+    assert rewrapped.outcome is Outcome.SEALED
+    assert rewrapped.sealed_digest != sealed.sealed_digest
+    assert (event.outcome, event.reason) == (Outcome.SKIPPED, "already sealed")
+    assert target(world, "team-a/app/tags/1.0").hashes == {
+        "sha256": Digest.parse(rewrapped.sealed_digest).hex
+    }
+
+
+def test_target_written_before_sealed_at_existed_is_not_compared(world, sealing):
+    # NOTE: such a target has nothing to compare with, so the rollback the
+    # check refuses is still recorded once; the new target then has sealedAt.
+    sealer, registry, _ = sealing
+    v1, v2 = seal_two(sealer, registry)
+    data = sealer.store.get(sealer.layout.blob_data(v2)).data
+    world.writer().add_target(
+        "team-a",
+        "team-a/app",
+        "1.0",
+        data,
+        TargetCustom(media_type="application/vnd.oci.image.manifest.v1+json"),
+    )
+    world.refresh()
+    assert "sealedAt" not in target(world, "team-a/app/tags/1.0").custom
+    rewrite_tag(sealer, "team-a/app", "1.0", v1)
+
+    result = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    world.refresh()
+
+    assert (result.outcome, result.reason) == (Outcome.SKIPPED, "already sealed")
+    info = target(world, "team-a/app/tags/1.0")
+    assert info.hashes == {"sha256": v1.hex}
+    assert isinstance(info.custom["sealedAt"], int)
+
+
+def replace_targets(sealer, targets):
+    """A sealer like ``sealer`` that records targets in ``targets``."""
+    return Sealer(
+        sealer.store,
+        sealer.settings,
+        sealer.policies,
+        sealer.kms,
+        targets=targets,
+    )

@@ -1,11 +1,12 @@
 import hashlib
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from tuf.api.metadata import Metadata, MetaFile
 
-from regseal.errors import FormatError, PolicyError, TufError
+from regseal.errors import FormatError, PolicyError, TargetRollbackError, TufError
 from regseal.tuf import admin
 from regseal.tuf.repository import utcnow
 from regseal.tuf.signers import load_signer
@@ -310,3 +311,53 @@ def test_refresh_warns_when_offline_roles_near_expiry(world):
     later = world.publisher(clock=lambda: utcnow() + timedelta(days=340))
     result = later.refresh_snapshot_and_timestamp()
     assert result.offline_expiring == ("root", "targets")
+
+
+def _sealed(at):
+    return replace(custom(), sealed_at=at)
+
+
+@pytest.mark.parametrize("bins", [False, True], ids=["flat", "hash-bins"])
+def test_newer_only_target_refuses_an_earlier_seal_and_writes_nothing(world, bins):
+    world.add_team("team-a", "team-a/*", **({"bin_threshold": 1} if bins else {}))
+    writer = world.writer()
+    writer.add_target("team-a", "team-a/other", "v1", manifest("other"), custom())
+    writer.add_target("team-a", "team-a/app", "v1", manifest(2), _sealed(2000))
+    before = world.object_versions()
+
+    with pytest.raises(TargetRollbackError) as caught:
+        writer.add_target(
+            "team-a", "team-a/app", "v1", manifest(1), _sealed(1000), newer_only=True
+        )
+
+    assert caught.value.current == "sha256:" + hashlib.sha256(manifest(2)).hexdigest()
+    assert caught.value.refused == "sha256:" + hashlib.sha256(manifest(1)).hexdigest()
+    assert world.object_versions() == before
+    world.refresh()
+    held = world.updater().get_targetinfo("team-a/app/tags/v1")
+    assert held.hashes == {"sha256": hashlib.sha256(manifest(2)).hexdigest()}
+    assert any(".bins-" in key for key in before) is bins
+
+
+@pytest.mark.parametrize("bins", [False, True], ids=["flat", "hash-bins"])
+def test_newer_only_target_moves_forward_and_keeps_one_that_names_the_bytes(
+    world, bins
+):
+    world.add_team("team-a", "team-a/*", **({"bin_threshold": 1} if bins else {}))
+    writer = world.writer()
+    writer.add_target("team-a", "team-a/other", "v1", manifest("other"), custom())
+    writer.add_target("team-a", "team-a/app", "v1", manifest(1), _sealed(1000))
+
+    same = writer.add_target(
+        "team-a", "team-a/app", "v1", manifest(1), _sealed(5000), newer_only=True
+    )
+    later = writer.add_target(
+        "team-a", "team-a/app", "v1", manifest(2), _sealed(2000), newer_only=True
+    )
+    world.refresh()
+
+    assert (same.changed, same.written) == (False, {})
+    assert later.changed is True
+    held = world.updater().get_targetinfo("team-a/app/tags/v1")
+    assert held.hashes == {"sha256": hashlib.sha256(manifest(2)).hexdigest()}
+    assert held.custom["sealedAt"] == 2000

@@ -1,8 +1,9 @@
 import hashlib
 
 import pytest
+from tuf.api.metadata import TargetFile
 
-from regseal.errors import DigestError, FormatError
+from regseal.errors import DigestError, FormatError, TargetRollbackError
 from regseal.tuf.targets import (
     TargetCustom,
     TargetRecord,
@@ -10,6 +11,7 @@ from regseal.tuf.targets import (
     parse_target_path,
     target_path,
 )
+from regseal.tuf.updates import check_newer
 
 
 def test_target_path_names_repository_and_tag():
@@ -136,3 +138,58 @@ def test_target_record_describes_the_manifest_bytes():
 def test_target_record_refuses_empty_manifest():
     with pytest.raises(FormatError, match="expected the sealed manifest's bytes"):
         TargetRecord.for_manifest("team-a/app", "v1", b"", {})
+
+
+def test_target_custom_carries_sealed_at_as_integer_milliseconds():
+    custom = TargetCustom(
+        media_type="application/x.a+json", sealed_at=1_796_000_000_123
+    )
+
+    stored = custom.to_json()
+
+    assert stored["sealedAt"] == 1_796_000_000_123
+    assert TargetCustom.from_json(stored) == custom
+    assert "sealedAt" not in TargetCustom(media_type="application/x.a+json").to_json()
+
+
+@pytest.mark.parametrize("value", [1.5, -1, True, "1796000000123"])
+def test_target_custom_refuses_a_sealed_at_that_is_not_milliseconds(value):
+    with pytest.raises(FormatError, match=r"custom.sealedAt: expected milliseconds"):
+        TargetCustom(media_type="application/x.a+json", sealed_at=value)
+
+
+def _target(content: bytes, sealed_at: int | None) -> TargetFile:
+    custom = TargetCustom(media_type="application/x.a+json", sealed_at=sealed_at)
+    return TargetRecord.for_manifest(
+        "team-a/app", "1", content, custom
+    ).to_target_file()
+
+
+@pytest.mark.parametrize(
+    ("current", "new"),
+    [(None, 5), (None, None), (5, 6)],
+    ids=["current-predates-the-field", "neither-has-it", "new-is-later"],
+)
+def test_check_newer_lets_a_target_move_forward(current, new):
+    check_newer(_target(b"old", current), _target(b"new", new))
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "why"),
+    [
+        (6, 5, "it was sealed at 5 ms, the current target at 6 ms"),
+        (6, 6, "it was sealed at 6 ms, the current target at 6 ms"),
+        (6, None, "it has no seal time, the current target was sealed at 6 ms"),
+    ],
+    ids=["earlier", "same-time", "no-time"],
+)
+def test_check_newer_refuses_a_target_not_sealed_later(current, new, why):
+    old, older = _target(b"old", current), _target(b"older", new)
+
+    with pytest.raises(TargetRollbackError) as caught:
+        check_newer(old, older)
+
+    assert caught.value.path == "team-a/app/tags/1"
+    assert caught.value.current == "sha256:" + hashlib.sha256(b"old").hexdigest()
+    assert caught.value.refused == "sha256:" + hashlib.sha256(b"older").hexdigest()
+    assert caught.value.why == f"{why} (sealedAt)"

@@ -77,6 +77,27 @@ class VerificationError(TufError):
     """A client-side check failed: metadata, target or manifest is not trusted."""
 
 
+class TargetRollbackError(TufError):
+    """A target would move back to a manifest sealed before the one it names.
+
+    Attributes:
+        path: the target path.
+        current: digest of the sealed manifest the target names now.
+        refused: digest of the older sealed manifest that was refused.
+        why: what makes ``refused`` older, in words.
+    """
+
+    def __init__(self, path: str, current: str, refused: str, why: str) -> None:
+        super().__init__(
+            f"{path}: refusing to move the target from {current} back to {refused}: "
+            f"{why}"
+        )
+        self.path = path
+        self.current = current
+        self.refused = refused
+        self.why = why
+
+
 class InvariantError(RegsealError):
     """A registry breaks one or more of regseal's invariants (regseal.invariants)."""
 

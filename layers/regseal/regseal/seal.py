@@ -47,6 +47,7 @@ from regseal.errors import (
     ManifestError,
     NotFoundError,
     RetryableError,
+    TargetRollbackError,
 )
 from regseal.events import Action, ObjectEvent
 from regseal.kms import ANNOTATION_KMS, KmsWrapper, encryption_context
@@ -279,8 +280,29 @@ class Sealer:
                     reason="carries regseal's annotations, but regseal has no record "
                     "of sealing it; not recorded in TUF, nothing hidden",
                 )
+            # The tag's own event, a retry after a crash, a re-wrap, or someone
+            # rewriting the tag link in storage: the target only moves forward.
+            try:
+                self._record_target(repository, tag, parsed, None, newer_only=True)
+            except TargetRollbackError as exc:
+                logger.warning(
+                    "refused to move the TUF target of %s:%s from %s back to %s: %s",
+                    repository,
+                    tag,
+                    exc.current,
+                    exc.refused,
+                    exc.why,
+                )
+                return replace(
+                    base,
+                    reason=f"already sealed, but sealed before {exc.current}, which "
+                    f"the tag's TUF target names ({exc.why}); target not moved back, "
+                    "nothing hidden",
+                )
+            except Exception:
+                self._hide_sealed_sources(repository, parsed)  # plaintext first
+                raise
             self._hide_sealed_sources(repository, parsed)
-            self._record_target(repository, tag, parsed, None)
             return replace(base, reason="already sealed")
         team, policy = self._team_for(repository)
         if team is None:
@@ -351,8 +373,19 @@ class Sealer:
         tag: str,
         sealed: SealedManifest | mf.ImageManifest | mf.ImageIndex,
         team: Team | None,
+        *,
+        newer_only: bool = False,
     ) -> None:
-        """Sign the tag's sealed manifest into the team's TUF targets role."""
+        """Sign the tag's sealed manifest into the team's TUF targets role.
+
+        The target's ``sealedAt`` is now when this seal moved the tag. With
+        ``newer_only`` (the tag found already sealed) it is the time regseal's
+        seal record gives the manifest, and the target is not moved to a
+        manifest sealed before the one it names.
+
+        Raises:
+            TargetRollbackError: ``newer_only`` and the manifest is older.
+        """
         if self.targets is None:
             return
         if isinstance(sealed, SealedManifest):
@@ -373,8 +406,34 @@ class Sealer:
             recipients=tuple(
                 r for r in annotations.get(mf.ANNOTATION_RECIPIENTS, "").split(",") if r
             ),
+            sealed_at=(
+                self._record_sealed_at(repository, parsed)
+                if newer_only
+                else self._now_ms()
+            ),
         )
-        self.targets.record(team.name, repository, tag, data, custom)
+        self.targets.record(
+            team.name, repository, tag, data, custom, newer_only=newer_only
+        )
+
+    def _record_sealed_at(
+        self, repository: str, sealed: mf.ImageManifest | mf.ImageIndex
+    ) -> int | None:
+        """When regseal's record says it sealed ``sealed`` (None: not recorded)."""
+        source = sealed.annotations.get(mf.ANNOTATION_PLAINTEXT, "")
+        try:
+            record = self._sealed_record(repository, Digest.parse(source))
+        except ValueError:
+            return None
+        if record is None or record.get("sealed") != sealed.digest.value:
+            return None
+        value = record.get("sealed_at")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return None
+        return value
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
 
     def _platforms(
         self, repository: str, parsed: mf.ImageManifest | mf.ImageIndex
@@ -1177,6 +1236,7 @@ class Sealer:
                 "media_type": sealed.media_type,
                 "policy": policy.version,
                 "layers": layers,
+                "sealed_at": self._now_ms(),
             },
         )
 

@@ -33,8 +33,16 @@ class TargetLog(Protocol):
         tag: str,
         manifest: bytes,
         custom: TargetCustom,
+        *,
+        newer_only: bool = False,
     ) -> bool:
-        """Record ``repository:tag`` -> ``manifest``; True if anything changed."""
+        """Record ``repository:tag`` -> ``manifest``; True if anything changed.
+
+        With ``newer_only`` the target only moves forward: it is kept when it
+        names ``manifest`` already, and a manifest sealed before the one it
+        names (``custom.sealed_at``) raises
+        :class:`~regseal.errors.TargetRollbackError`, writing nothing.
+        """
 
     def forget(self, team: str, repository: str, tag: str) -> bool:
         """Remove the target of a deleted tag; True if anything changed."""
@@ -64,8 +72,12 @@ class TufTargetLog:
         tag: str,
         manifest: bytes,
         custom: TargetCustom,
+        *,
+        newer_only: bool = False,
     ) -> bool:
-        update = self.writer.add_target(team, repository, tag, manifest, custom)
+        update = self.writer.add_target(
+            team, repository, tag, manifest, custom, newer_only=newer_only
+        )
         return self._changed(update)
 
     def forget(self, team: str, repository: str, tag: str) -> bool:

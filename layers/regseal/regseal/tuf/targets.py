@@ -141,6 +141,10 @@ class TargetCustom:
         kms_key: the KMS key (ARN or id) that wraps the layer keys.
         recipients: identifiers of the JWE recipients (for example key ids or
             thumbprints), never key material.
+        sealed_at: when regseal sealed the manifest for this tag, in
+            milliseconds since the Unix epoch (canonical JSON has no floats);
+            a seal never moves a target to a manifest sealed earlier than
+            this (docs/tuf.md). None in targets written before the field.
         extra: further canonical-JSON-safe fields, kept as they are.
     """
 
@@ -149,6 +153,7 @@ class TargetCustom:
     platforms: tuple[str, ...] = ()
     kms_key: str | None = None
     recipients: tuple[str, ...] = ()
+    sealed_at: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -178,6 +183,15 @@ class TargetCustom:
                 raise FormatError(
                     f"custom.recipients: expected non-empty strings, got {recipient!r}"
                 )
+        if self.sealed_at is not None and (
+            isinstance(self.sealed_at, bool)
+            or not isinstance(self.sealed_at, int)
+            or self.sealed_at < 0
+        ):
+            raise FormatError(
+                "custom.sealedAt: expected milliseconds since the epoch (an integer "
+                f">= 0), got {self.sealed_at!r}"
+            )
         extra = canonical_value(dict(self.extra), "custom")
         assert isinstance(extra, dict)
         clash = set(extra) & set(_FIELDS.values())
@@ -199,6 +213,8 @@ class TargetCustom:
             result[_FIELDS["kms_key"]] = self.kms_key
         if self.recipients:
             result[_FIELDS["recipients"]] = list(self.recipients)
+        if self.sealed_at is not None:
+            result[_FIELDS["sealed_at"]] = self.sealed_at
         return result
 
     @classmethod
@@ -222,6 +238,7 @@ class TargetCustom:
             platforms=tuple(platforms),
             kms_key=data.get(_FIELDS["kms_key"]),
             recipients=tuple(recipients),
+            sealed_at=data.get(_FIELDS["sealed_at"]),
             extra=extra,
         )
 
@@ -232,6 +249,7 @@ _FIELDS = {
     "platforms": "platforms",
     "kms_key": "kmsKey",
     "recipients": "recipients",
+    "sealed_at": "sealedAt",
 }
 
 

@@ -39,6 +39,7 @@ from regseal.errors import (
     PolicyError,
     PreconditionFailedError,
     RetryableError,
+    TargetRollbackError,
     TufError,
 )
 from regseal.tuf.bins import partition, succinct_roles
@@ -120,16 +121,74 @@ class _Attempt:
     split: bool = False
 
 
+def check_newer(current: TargetFile, new: TargetFile) -> None:
+    """Refuse to replace ``current`` by a manifest sealed before it.
+
+    Both times are the targets' ``sealedAt`` custom fields: the current one
+    is signed by the team key (the caller read it from a verified role), the
+    new one comes from regseal's seal record. A current target without the
+    field predates it, and is replaced (nothing to compare with). A new
+    target without it, or not later than the current one, is refused.
+
+    Raises:
+        TargetRollbackError: ``new`` is not known to be sealed later.
+    """
+    before = _sealed_at(current)
+    if before is None:
+        logger.debug("%s: no sealedAt in the current target; replacing it", new.path)
+        return
+    after = _sealed_at(new)
+    if after is not None and after > before:
+        return
+    why = (
+        f"it has no seal time, the current target was sealed at {before} ms"
+        if after is None
+        else f"it was sealed at {after} ms, the current target at {before} ms"
+    )
+    raise TargetRollbackError(
+        new.path, _digest(current), _digest(new), f"{why} (sealedAt)"
+    )
+
+
+def _sealed_at(target: TargetFile) -> int | None:
+    custom = target.unrecognized_fields.get("custom")
+    value = custom.get("sealedAt") if isinstance(custom, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def _digest(target: TargetFile) -> str:
+    return f"sha256:{target.hashes.get('sha256', '')}"
+
+
+def _same_manifest(a: TargetFile, b: TargetFile) -> bool:
+    return a.length == b.length and a.hashes == b.hashes
+
+
 def _apply_changes(
-    targets: dict[str, TargetFile], changes: Mapping[str, TargetFile | None]
+    targets: dict[str, TargetFile],
+    changes: Mapping[str, TargetFile | None],
+    newer_only: bool = False,
 ) -> list[str]:
-    """Apply changes in place; return the paths that actually changed."""
+    """Apply changes in place; return the paths that actually changed.
+
+    With ``newer_only``, a target that names the same manifest is kept as it
+    is, and one that would move to a manifest sealed earlier raises (see
+    :func:`check_newer`).
+    """
     changed = []
     for path, target in changes.items():
         if target is None:
             if path in targets:
                 del targets[path]
                 changed.append(path)
+        elif newer_only and path in targets:
+            if _same_manifest(targets[path], target):
+                continue
+            check_newer(targets[path], target)
+            targets[path] = target
+            changed.append(path)
         elif path not in targets or not same_target(targets[path], target):
             targets[path] = target
             changed.append(path)
@@ -191,6 +250,8 @@ class TargetsWriter:
         tag: str,
         manifest_bytes: bytes,
         custom: TargetCustom | Mapping[str, Any],
+        *,
+        newer_only: bool = False,
     ) -> TargetUpdate:
         """Record that ``repository:tag`` points at the sealed ``manifest_bytes``.
 
@@ -201,18 +262,27 @@ class TargetsWriter:
             manifest_bytes: the sealed manifest exactly as the registry serves it.
             custom: the target's custom fields (a TargetCustom, or a mapping of
                 canonical-JSON values).
+            newer_only: only move the target forward: keep it as it is when it
+                names these bytes already, and refuse a manifest sealed before
+                the one it names (``sealedAt``, see :func:`check_newer`). The
+                check reads the verified role in the same attempt that writes
+                it, so a concurrent writer cannot slip in between.
 
         Returns:
             What was written; send ``targets_changed`` to the TUF function.
 
         Raises:
             FormatError: bad repository, tag, manifest or custom values.
+            TargetRollbackError: ``newer_only`` and the target names a manifest
+                sealed later than this one (nothing is written).
             PolicyError: the repository is not one of the team's.
             TufError: the repository metadata cannot be trusted or signed.
             RetryableError: concurrent writers kept winning; retry the event.
         """
         record = TargetRecord.for_manifest(repository, tag, manifest_bytes, custom)
-        update = self.apply(team, {record.path: record.to_target_file()})
+        update = self.apply(
+            team, {record.path: record.to_target_file()}, newer_only=newer_only
+        )
         return self._single(update, record.path)
 
     def remove_target(self, team: str, repository: str, tag: str) -> TargetUpdate:
@@ -262,8 +332,11 @@ class TargetsWriter:
         *,
         resign: Iterable[str] = (),
         sync_keys: bool = False,
+        newer_only: bool = False,
     ) -> TeamUpdate:
         """Apply target changes (path -> new TargetFile, or None to remove).
+
+        ``newer_only`` is :meth:`add_target`'s, for every path changed.
 
         Raises:
             see :meth:`add_target`.
@@ -277,7 +350,7 @@ class TargetsWriter:
             repo = self.repository()
             try:
                 outcome = self._attempt(
-                    repo, team, changes, force, written, sync_keys, landed
+                    repo, team, changes, force, written, sync_keys, landed, newer_only
                 )
             except (PreconditionFailedError, _StaleRole) as exc:
                 written.update(repo.written)
@@ -340,6 +413,7 @@ class TargetsWriter:
         ours: Mapping[str, int],
         sync_keys: bool,
         landed: set[str],
+        newer_only: bool = False,
     ) -> _Attempt:
         """One read-modify-write; paths whose change was written go in ``landed``."""
         repo.root_md()
@@ -374,7 +448,9 @@ class TargetsWriter:
             )
         delegations = team_md.signed.delegations
         if delegations is None or delegations.succinct_roles is None:
-            outcome.changed = _apply_changes(team_md.signed.targets, changes)
+            outcome.changed = _apply_changes(
+                team_md.signed.targets, changes, newer_only
+            )
             outcome.holders = {path: team for path in changes}
             split = None
             if len(team_md.signed.targets) > delegation.bin_threshold:
@@ -408,7 +484,9 @@ class TargetsWriter:
         for name in sorted(names):
             repo.set_delegator(name, team_md.signed, delegation.expiry)
             bin_md = self._load(repo, name, ours)
-            changed = _apply_changes(bin_md.signed.targets, groups.get(name, {}))
+            changed = _apply_changes(
+                bin_md.signed.targets, groups.get(name, {}), newer_only
+            )
             outcome.changed.extend(changed)
             if changed or name in force or sync_keys:
                 repo.close(name, bin_md)
