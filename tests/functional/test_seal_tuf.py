@@ -378,6 +378,35 @@ def test_crash_between_tag_move_and_target_record_is_finished_by_the_retry(
     }
 
 
+def test_crash_after_a_repush_of_an_older_image_is_finished_by_the_retry(
+    world, sealing
+):
+    # The re-push reuses v1's seal; the crash leaves the target on v2. The
+    # retry goes through "already sealed" and must still move it to v1.
+    sealer, registry, _ = sealing
+    layer = random_layer()
+    registry.push_image("team-a/app", "1.0", [layer])
+    v1 = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    registry.push_image("team-a/app", "1.0", [random_layer()])
+    v2 = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    registry.push_image("team-a/app", "1.0", [layer])  # v1's image again
+    crashed = replace_targets(sealer, None)
+    again = crashed.handle(tag_event(sealer, "team-a/app", "1.0"))
+    world.refresh()
+    assert again.outcome is Outcome.REUSED
+    assert target(world, "team-a/app/tags/1.0").hashes == {
+        "sha256": Digest.parse(v2.sealed_digest).hex
+    }
+
+    retry = sealer.handle(tag_event(sealer, "team-a/app", "1.0"))
+    world.refresh()
+
+    assert (retry.outcome, retry.reason) == (Outcome.SKIPPED, "already sealed")
+    assert target(world, "team-a/app/tags/1.0").hashes == {
+        "sha256": Digest.parse(v1.sealed_digest).hex
+    }
+
+
 @pytest.mark.parametrize("rekey", [False, True], ids=["rewrap", "rekey"])
 def test_rewrapped_image_is_recorded_by_its_tag_event(world, sealing, rekey):
     sealer, registry, _ = sealing

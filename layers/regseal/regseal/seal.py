@@ -748,6 +748,15 @@ class Sealer:
             if self.store.exists(self.layout.revision_link(repository, sealed_digest)):
                 data = self.store.get(self.layout.blob_data(sealed_digest)).data
                 work.layers_reused += int(record.get("layers", 0))
+                if depth == 0:
+                    # A re-push of this image is a new seal of it: should the
+                    # function stop before its TUF target is recorded, the
+                    # retry's "already sealed" path must see it as newer than
+                    # the target it replaces (decisions/0011).
+                    self._put_json(
+                        self._sealed_record_key(repository, parsed.digest),
+                        {**record, "sealed_at": self._now_ms()},
+                    )
                 return SealedManifest(sealed_digest, data, record["media_type"])
         if isinstance(parsed, mf.ImageIndex):
             sealed = self._seal_index(repository, parsed, team, policy, work, depth)
