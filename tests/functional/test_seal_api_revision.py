@@ -245,7 +245,7 @@ def test_redelivery_after_a_crash_before_the_move_finishes_the_seal(
 def test_redelivery_after_a_failed_tuf_record_records_the_target(harbor, monkeypatch):
     pushed = push_by_tag(harbor, REPO, ["1.0"])
 
-    def tuf_down(*args):
+    def tuf_down(*args, **kwargs):
         raise RuntimeError("TUF is down")
 
     monkeypatch.setattr(harbor.targets, "record", tuf_down)
