@@ -28,8 +28,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from regseal import events
 from regseal.errors import RegsealError, RetryableError
+from regseal.redelivery import BAD_INPUT, hasten
 from regseal.seal import Outcome, Sealer, SealResult
-from regseal.wiring import build_sealer
+from regseal.wiring import build_sealer, sqs_client
 
 logger = Logger(service="regseal")
 metrics = Metrics(namespace="regseal", service="regseal")
@@ -39,6 +40,7 @@ processor = BatchProcessor(
 )
 
 _sealer: Sealer | None = None
+_sqs: Any = None
 
 
 def sealer() -> Sealer:
@@ -113,9 +115,34 @@ def record_handler(record: SQSRecord) -> None:
             logger.warning(
                 "unreadable message; it will be delivered again", extra=fields
             )
+            if isinstance(exc, BAD_INPUT):
+                _redeliver_soon(record)
         raise
-    for event in parsed:
-        seal_event(event, last_delivery=last_delivery)
+    try:
+        for event in parsed:
+            seal_event(event, last_delivery=last_delivery)
+    except BAD_INPUT:
+        if not last_delivery:
+            _redeliver_soon(record)
+        raise
+
+
+def _redeliver_soon(record: SQSRecord) -> None:
+    """Bad input fails every delivery alike: let the queue park it now."""
+    try:
+        settings = sealer().settings
+    except RegsealError:
+        return  # the seal cannot even start; the queue's own timeout stands
+    if settings.queue_url and settings.bad_input_retry_seconds > 0:
+        global _sqs
+        if _sqs is None:
+            _sqs = sqs_client()
+        hasten(
+            _sqs,
+            settings.queue_url,
+            record.receipt_handle,
+            settings.bad_input_retry_seconds,
+        )
 
 
 @logger.inject_lambda_context

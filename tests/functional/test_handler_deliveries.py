@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
+import boto3
 import pytest
 
 from tests.functional.conftest import BUCKET
@@ -160,3 +162,68 @@ def test_unexpected_exception_is_logged_once_with_its_traceback(
     assert error.error == "KeyError"
     assert error.exc_info is not None
     assert error.exc_info[0] is KeyError
+
+
+def queued_delivery(sqs, queue_url, body, received):
+    """``delivery`` for a message really taken from ``queue_url``."""
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+    (message,) = sqs.receive_message(QueueUrl=queue_url, VisibilityTimeout=600)[
+        "Messages"
+    ]
+    event = delivery(body, received)
+    event["Records"][0]["receiptHandle"] = message["ReceiptHandle"]
+    event["Records"][0]["messageId"] = message["MessageId"]
+    return event
+
+
+def visible_now(sqs, queue_url):
+    reply = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0)
+    return len(reply.get("Messages", []))
+
+
+@pytest.mark.parametrize(
+    ("make_input", "hastened"),
+    [
+        ("malformed manifest", True),  # bad input: every delivery fails alike
+        ("manifest pushed by digest", False),  # deferred: keeps the long wait
+    ],
+)
+def test_bad_input_is_made_visible_again_at_once_and_nothing_else_is(
+    stack, tmp_path, monkeypatch, make_input, hastened
+):
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName="regseal-events")["QueueUrl"]
+    monkeypatch.setenv("REGSEAL_QUEUE_URL", queue_url)
+    monkeypatch.setenv("REGSEAL_BAD_INPUT_RETRY_SECONDS", "1")
+    app = load_app(stack, tmp_path, monkeypatch, max_receive_count=3)
+    if make_input == "malformed manifest":
+        stack.registry.put_manifest("team-a/app", b"not json", "bad")
+        key = stack.sealer.layout.tag_link("team-a/app", "bad")
+    else:
+        pushed = stack.registry.push_image("team-a/app", None, [random_layer()])
+        key = stack.sealer.layout.revision_link("team-a/app", pushed.digest)
+    event = queued_delivery(sqs, queue_url, s3_event(BUCKET, key), received=1)
+
+    response = app.handler(event, Context())
+    time.sleep(1.5)
+
+    assert failed_ids(response) == [event["Records"][0]["messageId"]]
+    assert visible_now(sqs, queue_url) == (1 if hastened else 0)
+
+
+def test_on_the_last_delivery_bad_input_is_left_to_the_queue(
+    stack, tmp_path, monkeypatch
+):
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName="regseal-events")["QueueUrl"]
+    monkeypatch.setenv("REGSEAL_QUEUE_URL", queue_url)
+    monkeypatch.setenv("REGSEAL_BAD_INPUT_RETRY_SECONDS", "1")
+    app = load_app(stack, tmp_path, monkeypatch, max_receive_count=3)
+    stack.registry.put_manifest("team-a/app", b"not json", "bad")
+    key = stack.sealer.layout.tag_link("team-a/app", "bad")
+    event = queued_delivery(sqs, queue_url, s3_event(BUCKET, key), received=3)
+
+    app.handler(event, Context())
+    time.sleep(1.5)
+
+    assert visible_now(sqs, queue_url) == 0

@@ -43,3 +43,22 @@ def test_verify_plaintext_that_is_no_boolean_is_named_in_the_error():
         Settings.from_env(
             {"REGSEAL_BUCKET": "registry", "REGSEAL_VERIFY_PLAINTEXT": "0"}
         )
+
+
+def test_bad_input_comes_back_in_ten_seconds_when_the_queue_is_known():
+    unset = Settings.from_env({"REGSEAL_BUCKET": "registry"})
+    queue = "https://sqs.us-east-1.amazonaws.com/111122223333/regseal-events"
+    wired = Settings.from_env(
+        {
+            "REGSEAL_BUCKET": "registry",
+            "REGSEAL_QUEUE_URL": queue,
+            "REGSEAL_BAD_INPUT_RETRY_SECONDS": "3",
+        }
+    )
+
+    assert (unset.queue_url, unset.bad_input_retry_seconds) == (None, 10)
+    assert (wired.queue_url, wired.bad_input_retry_seconds) == (queue, 3)
+    with pytest.raises(SettingsError, match="REGSEAL_BAD_INPUT_RETRY_SECONDS"):
+        Settings.from_env(
+            {"REGSEAL_BUCKET": "registry", "REGSEAL_BAD_INPUT_RETRY_SECONDS": "soon"}
+        )

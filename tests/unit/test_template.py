@@ -414,6 +414,23 @@ def test_only_the_seal_role_sends_targets_changed_messages(stack: Stack) -> None
     assert allowed_resources(stack, seal_role(stack), "sqs:SendMessage") == {tuf_queue}
 
 
+def test_the_seal_role_changes_visibility_on_its_own_queue_only(stack: Stack) -> None:
+    seal_queue = Att(queue_of(stack, seal_function(stack)).logical_id, "Arn")
+    changers = {
+        role
+        for s in iam_statements(stack)
+        if s.effect == "Allow" and "sqs:ChangeMessageVisibility" in s.actions
+        for role in s.roles
+    }
+
+    assert changers == {seal_role(stack)}
+    assert allowed_resources(
+        stack, seal_role(stack), "sqs:ChangeMessageVisibility"
+    ) == {seal_queue}
+    env = variables(seal_function(stack))
+    assert env["REGSEAL_QUEUE_URL"] == Att(seal_queue.logical_id, "Ref")
+
+
 # ---------------------------------------------------------------- schedule
 
 
@@ -1047,6 +1064,7 @@ SEAL_ENV_BASE = {
     "REGSEAL_REGISTRY_ROOT": "/",
     "REGSEAL_STATE_PREFIX": "regseal/",
     "REGSEAL_MAX_RECEIVE_COUNT": "5",
+    "REGSEAL_QUEUE_URL": Att("SealQueue", "Ref"),
     "REGSEAL_VERIFY_PLAINTEXT": "true",
     "REGSEAL_POLICY": f"s3://{BUCKET}/regseal/policy.json",
     "POWERTOOLS_SERVICE_NAME": "seal",

@@ -50,6 +50,12 @@ class Settings:
         tuf_prefix: the metadata prefix in that bucket.
         tuf_queue_url: the TUF function's "targets changed" queue; None
             leaves snapshot and timestamp to its schedule.
+        queue_url: the seal function's own event queue; with it, a message
+            that failed on bad input is made visible again after
+            ``bad_input_retry_seconds`` instead of the queue's visibility
+            timeout, so it reaches the dead-letter queue within seconds
+            (:mod:`regseal.redelivery`). 0 seconds or no URL turns that off.
+        bad_input_retry_seconds: see ``queue_url``.
         max_receive_count: how often the event queue delivers a message
             before it moves it to the dead-letter queue (the redrive
             policy's ``maxReceiveCount``); 0 when unknown. The handler logs a
@@ -78,6 +84,8 @@ class Settings:
     tuf_bucket: str | None = None
     tuf_prefix: str = "tuf/"
     tuf_queue_url: str | None = None
+    queue_url: str | None = None
+    bad_input_retry_seconds: int = 10
     max_receive_count: int = 0
     write_back: WriteBackMode = "storage"
     registry_url: str = ""
@@ -138,6 +146,8 @@ class Settings:
             tuf_bucket=env.get("REGSEAL_TUF_BUCKET") or None,
             tuf_prefix=env.get("REGSEAL_TUF_PREFIX", "tuf/"),
             tuf_queue_url=env.get("REGSEAL_TUF_QUEUE_URL") or None,
+            queue_url=env.get("REGSEAL_QUEUE_URL") or None,
+            bad_input_retry_seconds=_int(env, "REGSEAL_BAD_INPUT_RETRY_SECONDS", 10),
             max_receive_count=_int(env, "REGSEAL_MAX_RECEIVE_COUNT", 0),
             write_back="api" if mode == "api" else "storage",
             registry_url=registry_url,

@@ -41,6 +41,11 @@ def s3_client(max_pool: int = 32) -> Any:
     return boto3.client("s3", config=config)
 
 
+def sqs_client() -> Any:
+    """An SQS client (the handler keeps one per warm function)."""
+    return boto3.client("sqs")
+
+
 def registry_client(settings: Settings) -> RegistryClient:
     """The registry's API client with the configured account."""
     return RegistryClient(
