@@ -80,13 +80,16 @@ def read_layout_manifest(directory):
     return json.loads((directory / "blobs" / "sha256" / digest.hex).read_bytes())
 
 
-def test_push_is_sealed_through_the_api_and_decrypts_with_skopeo(api_stack, tmp_path):
-    stack, write_log = api_stack
+def push_until_sealed(stack, tmp_path, repository, tag, *, big_layer_bytes):
+    """Push a sample image with skopeo and the stack's account; wait until the
+    tag serves the sealed manifest and the plaintext is no longer served.
+
+    Returns:
+        The API client, the sealed manifest's document, the plaintext digest.
+    """
     state = stack.state
     creds = f"{state.registry_username}:{state.registry_password}"
-    reference = f"docker://{state.registry}/{REPOSITORY}:1.0"
-    write_sample_image(tmp_path / "img", big_layer_bytes=12 * 1024 * 1024)
-
+    write_sample_image(tmp_path / "img", big_layer_bytes=big_layer_bytes)
     pushed = skopeo(
         "copy",
         "--quiet",
@@ -94,21 +97,42 @@ def test_push_is_sealed_through_the_api_and_decrypts_with_skopeo(api_stack, tmp_
         creds,
         "--dest-tls-verify=false",
         f"oci:{tmp_path / 'img'}:latest",
-        reference,
+        f"docker://{state.registry}/{repository}:{tag}",
     )
     assert pushed.returncode == 0, pushed.stderr
-
     client = api_client(state)
 
     def sealed():
-        doc = json.loads(client.get_manifest(REPOSITORY, "1.0").data)
+        doc = json.loads(client.get_manifest(repository, tag).data)
         return doc if ANNOTATION_PLAINTEXT in doc.get("annotations", {}) else None
 
-    doc = wait_for(sealed, f"{REPOSITORY}:1.0 was not sealed; see {stack.output}")
+    doc = wait_for(sealed, f"{repository}:{tag} was not sealed; see {stack.output}")
     plaintext = Digest.parse(doc["annotations"][ANNOTATION_PLAINTEXT])
     wait_for(
-        lambda: client.head_manifest(REPOSITORY, plaintext.value) is None,
+        lambda: client.head_manifest(repository, plaintext.value) is None,
         f"plaintext {plaintext} still served; see {stack.output}",
+    )
+    return client, doc, plaintext
+
+
+def stack_s3(state):
+    """An S3 client on the stack's moto server."""
+    return boto3.client(
+        "s3",
+        endpoint_url=state.s3_endpoint,
+        region_name=state.region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def test_push_is_sealed_through_the_api_and_decrypts_with_skopeo(api_stack, tmp_path):
+    stack, write_log = api_stack
+    state = stack.state
+    creds = f"{state.registry_username}:{state.registry_password}"
+    reference = f"docker://{state.registry}/{REPOSITORY}:1.0"
+    client, doc, plaintext = push_until_sealed(
+        stack, tmp_path, REPOSITORY, "1.0", big_layer_bytes=12 * 1024 * 1024
     )
 
     # Sealed: every layer encrypted. The plaintext manifest is gone through the
@@ -116,13 +140,7 @@ def test_push_is_sealed_through_the_api_and_decrypts_with_skopeo(api_stack, tmp_
     assert all(layer["mediaType"].endswith("+encrypted") for layer in doc["layers"])
     with pytest.raises(RegistryNotFoundError, match="MANIFEST_UNKNOWN"):
         client.get_manifest(REPOSITORY, plaintext.value)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=state.s3_endpoint,
-        region_name=state.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = stack_s3(state)
     layout = RegistryLayout()
     original = json.loads(
         s3.get_object(Bucket=state.bucket, Key=layout.blob_data(plaintext))[

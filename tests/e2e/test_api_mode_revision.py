@@ -10,20 +10,18 @@ target; skopeo decrypts to the original layers.
 
 import json
 
-import boto3
 import pytest
 from tuf.ngclient import Updater
 
 from regseal.digest import Digest
 from regseal.errors import RegistryNotFoundError
 from regseal.layout import RegistryLayout
-from regseal.local.sample import write_sample_image
-from regseal.manifest import ANNOTATION_PLAINTEXT
 from tests.e2e.test_api_mode import (
     RECORDING_HANDLER,
-    api_client,
+    push_until_sealed,
     read_layout_manifest,
     skopeo,
+    stack_s3,
     wait_for,
 )
 from tests.support.stackclient import StackClient
@@ -54,30 +52,8 @@ def test_push_by_tag_is_sealed_through_its_revision_event(harbor_stack, tmp_path
     assert (state.write_back, state.tags_in_database) == ("api", True)
     creds = f"{state.registry_username}:{state.registry_password}"
     reference = f"docker://{state.registry}/{REPOSITORY}:1.0"
-    write_sample_image(tmp_path / "img", big_layer_bytes=2 * 1024 * 1024)
-
-    pushed = skopeo(
-        "copy",
-        "--quiet",
-        "--dest-creds",
-        creds,
-        "--dest-tls-verify=false",
-        f"oci:{tmp_path / 'img'}:latest",
-        reference,
-    )
-    assert pushed.returncode == 0, pushed.stderr
-
-    client = api_client(state)
-
-    def sealed():
-        doc = json.loads(client.get_manifest(REPOSITORY, "1.0").data)
-        return doc if ANNOTATION_PLAINTEXT in doc.get("annotations", {}) else None
-
-    doc = wait_for(sealed, f"{REPOSITORY}:1.0 was not sealed; see {stack.output}")
-    plaintext = Digest.parse(doc["annotations"][ANNOTATION_PLAINTEXT])
-    wait_for(
-        lambda: client.head_manifest(REPOSITORY, plaintext.value) is None,
-        f"plaintext {plaintext} still served; see {stack.output}",
+    client, _, plaintext = push_until_sealed(
+        stack, tmp_path, REPOSITORY, "1.0", big_layer_bytes=2 * 1024 * 1024
     )
     sealed_digest = client.head_manifest(REPOSITORY, "1.0").digest
 
@@ -102,13 +78,7 @@ def test_push_by_tag_is_sealed_through_its_revision_event(harbor_stack, tmp_path
     )
     assert finished == [("sealed", ["1.0"], sealed_digest.value)]
     assert [r for r in records if "/_manifests/tags/" in r.fields.get("key", "")] == []
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=state.s3_endpoint,
-        region_name=state.region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = stack_s3(state)
     listed = s3.list_objects_v2(
         Bucket=state.bucket, Prefix=layout.tags_prefix(REPOSITORY)
     )
