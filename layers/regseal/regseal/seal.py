@@ -272,7 +272,8 @@ class Sealer:
         if not self.has_plaintext(repository, parsed):
             if not _is_sealed(parsed):
                 return replace(base, reason=self._why_no_plaintext(repository, parsed))
-            if not self._sealed_here(repository, parsed):
+            record = self._own_record(repository, parsed)
+            if record is None:
                 # Anyone who may push can write regseal's annotations: only
                 # regseal's own record makes a manifest one it sealed.
                 return replace(
@@ -283,7 +284,14 @@ class Sealer:
             # The tag's own event, a retry after a crash, a re-wrap, or someone
             # rewriting the tag link in storage: the target only moves forward.
             try:
-                self._record_target(repository, tag, parsed, None, newer_only=True)
+                self._record_target(
+                    repository,
+                    tag,
+                    parsed,
+                    None,
+                    newer_only=True,
+                    sealed_at=_record_time(record),
+                )
             except TargetRollbackError as exc:
                 logger.warning(
                     "refused to move the TUF target of %s:%s from %s back to %s: %s",
@@ -355,17 +363,19 @@ class Sealer:
             reason="target removed" if changed else "no target to remove",
         )
 
-    def _sealed_here(
+    def _own_record(
         self, repository: str, sealed: mf.ImageManifest | mf.ImageIndex
-    ) -> bool:
-        """Whether regseal's record of the manifest's plaintext names it."""
+    ) -> dict[str, Any] | None:
+        """regseal's seal record of the manifest's plaintext, if it names it."""
         source = sealed.annotations.get(mf.ANNOTATION_PLAINTEXT, "")
         try:
             plaintext = Digest.parse(source)
         except ValueError:
-            return False
+            return None
         record = self._sealed_record(repository, plaintext)
-        return record is not None and record.get("sealed") == sealed.digest.value
+        if record is None or record.get("sealed") != sealed.digest.value:
+            return None
+        return record
 
     def _record_target(
         self,
@@ -375,13 +385,14 @@ class Sealer:
         team: Team | None,
         *,
         newer_only: bool = False,
+        sealed_at: int | None = None,
     ) -> None:
         """Sign the tag's sealed manifest into the team's TUF targets role.
 
         The target's ``sealedAt`` is now when this seal moved the tag. With
-        ``newer_only`` (the tag found already sealed) it is the time regseal's
-        seal record gives the manifest, and the target is not moved to a
-        manifest sealed before the one it names.
+        ``newer_only`` (the tag found already sealed) it is ``sealed_at``, the
+        time regseal's seal record gives the manifest, and the target is not
+        moved to a manifest sealed before the one it names.
 
         Raises:
             TargetRollbackError: ``newer_only`` and the manifest is older.
@@ -406,31 +417,11 @@ class Sealer:
             recipients=tuple(
                 r for r in annotations.get(mf.ANNOTATION_RECIPIENTS, "").split(",") if r
             ),
-            sealed_at=(
-                self._record_sealed_at(repository, parsed)
-                if newer_only
-                else self._now_ms()
-            ),
+            sealed_at=sealed_at if newer_only else self._now_ms(),
         )
         self.targets.record(
             team.name, repository, tag, data, custom, newer_only=newer_only
         )
-
-    def _record_sealed_at(
-        self, repository: str, sealed: mf.ImageManifest | mf.ImageIndex
-    ) -> int | None:
-        """When regseal's record says it sealed ``sealed`` (None: not recorded)."""
-        source = sealed.annotations.get(mf.ANNOTATION_PLAINTEXT, "")
-        try:
-            record = self._sealed_record(repository, Digest.parse(source))
-        except ValueError:
-            return None
-        if record is None or record.get("sealed") != sealed.digest.value:
-            return None
-        value = record.get("sealed_at")
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            return None
-        return value
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -1390,6 +1381,14 @@ def check_encrypted_layers(image: mf.ImageManifest, where: str) -> None:
                 f"{layer.media_type!r} but is no ocicrypt layer: expected the "
                 f"ocicrypt annotations, missing {' and '.join(missing)}"
             )
+
+
+def _record_time(record: Mapping[str, Any]) -> int | None:
+    """A seal record's ``sealed_at`` (milliseconds), None when it has none."""
+    value = record.get("sealed_at")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
 
 
 def _is_plaintext_layer(layer: mf.Descriptor) -> bool:
